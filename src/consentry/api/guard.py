@@ -1,0 +1,121 @@
+"""The bearer guard of the /v3 API (RFC 6750) with GetResponse's 1014 answers and limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from consentry.http import error_response
+from consentry.oauth.errors import QUOTA, ApiError, invalid_token, missing_token
+from consentry.oauth.issue import ACCESS_KIND
+from consentry.oauth.scopes import require
+from consentry.runtime import Runtime
+from consentry.store.tokens import access_token
+
+MAX_TOKEN_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the token's account and client."""
+
+    user_id: int
+    account_id: str
+    client_pk: int
+    scope: str | None
+
+
+Handler = Callable[[Request, Caller], Awaitable[Response]]
+
+
+def bearer_token(request: Request) -> str:
+    """RFC 6750 §2.1: the Authorization header only; the query string is refused (§2.3)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        if "access_token" in request.query_params:
+            raise invalid_token(
+                "Send the access token in the Authorization header, not in the URL", None
+            )
+        raise missing_token()
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise invalid_token("The Authorization header must be: Bearer <token>", None)
+    if len(value) > MAX_TOKEN_LENGTH or not value.isascii() or " " in value:
+        raise invalid_token("The access token provided is malformed", value[:64])
+    return value
+
+
+async def authenticate(rt: Runtime, request: Request) -> Caller:
+    token = bearer_token(request)
+    async with rt.db.read() as conn:
+        found = await access_token(conn, rt.keys.hash(token, ACCESS_KIND))
+    if found is None:
+        raise invalid_token("The access token provided is invalid", token)
+    if found.revoked:
+        raise invalid_token("The access token provided has been revoked", token)
+    if found.expires_at <= int(time.time()):
+        raise invalid_token("The access token provided is expired", token)  # the seed's body
+    # GetResponse MAX: calls for a MAX account carry its domain in X-Domain.
+    sent_domain = (request.headers.get("x-domain") or "").strip().lower() or None
+    if sent_domain != found.user_max_domain:
+        if found.user_max_domain is None:
+            raise invalid_token("X-Domain header given for an account that is not MAX", token)
+        raise invalid_token(
+            "X-Domain header missing or wrong for this GetResponse MAX account",
+            token,
+            sentDomain=sent_domain,
+        )
+    return Caller(found.user_id, found.account_id, found.client_pk, found.scope)
+
+
+def protected(scope: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap an API handler: authenticate, check scope, count against the rate limits."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            rt: Runtime = request.app.state.rt
+            caller = await authenticate(rt, request)
+            denied = require(caller.scope, scope)
+            if denied is not None:
+                raise denied
+            key = caller.account_id
+            decision = await rt.limiter.check(key)
+            if not decision.allowed:
+                err = ApiError(
+                    QUOTA,
+                    "You have reached the limit of API calls, wait before the next call",
+                    {
+                        "currentLimit": decision.limit
+                        if decision.reason == "frame"
+                        else rt.settings.rate_limit_per_second,
+                        "timeToReset": f"{decision.retry_after} seconds",
+                    },
+                    headers=decision.headers() | {"Retry-After": str(decision.retry_after)},
+                )
+                return error_response(err, request)
+            if not rt.limiter.acquire(key):
+                err = ApiError(
+                    QUOTA,
+                    "Too many calls at once for this account",
+                    {"currentLimit": rt.settings.rate_limit_concurrent, "timeToReset": "1 seconds"},
+                    headers=decision.headers() | {"Retry-After": "1"},
+                )
+                return error_response(err, request)
+            try:
+                try:
+                    response = await handler(request, caller)
+                except ApiError as exc:
+                    response = error_response(exc, request)
+            finally:
+                rt.limiter.release(key)
+            response.headers.update(decision.headers())
+            return response
+
+        return endpoint
+
+    return wrap

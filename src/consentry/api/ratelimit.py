@@ -1,0 +1,132 @@
+"""Rate limits with GetResponse's numbers and headers (SPEC §1.3).
+
+Per account: N calls per frame (30,000 per 600 s), M per second (80), K at once (10).
+Counters live in this process, or in Redis when ``CONSENTRY_REDIS_URL`` is set so that
+every node shares them (the ``limits`` library does the window arithmetic). If Redis is
+unreachable the limiter falls back to per-process counters and logs a warning: a limit
+that is briefly per node is better than an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from limits import RateLimitItem, RateLimitItemPerSecond, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+log = logging.getLogger("consentry.ratelimit")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after: int
+    reason: str = ""
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.remaining)),
+            "X-RateLimit-Reset": f"{self.reset_seconds} seconds",
+        }
+
+
+class RateLimiter:
+    """Fixed windows per key; one instance per process."""
+
+    def __init__(
+        self,
+        *,
+        per_frame: int,
+        frame_seconds: int,
+        per_second: int,
+        concurrent: int,
+        redis_url: str = "",
+    ) -> None:
+        self.frame_item: RateLimitItem = parse(f"{per_frame}/{frame_seconds} seconds")
+        self.second_item: RateLimitItem = RateLimitItemPerSecond(per_second)
+        self.concurrent = concurrent
+        self._memory = FixedWindowRateLimiter(MemoryStorage())
+        self._shared: FixedWindowRateLimiter | None = None
+        self._storage: Storage | None = None
+        if redis_url:
+            url = redis_url
+            if url.startswith("redis://") or url.startswith("rediss://"):
+                url = "async+" + url
+            self._storage = RedisStorage(url)
+            self._shared = FixedWindowRateLimiter(self._storage)
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._warned_at = 0.0
+
+    def _strategy(self) -> FixedWindowRateLimiter:
+        return self._shared or self._memory
+
+    async def _hit(self, item: RateLimitItem, key: str, cost: int = 1) -> tuple[bool, int, int]:
+        """(allowed, remaining, reset_seconds) for one hit, surviving a Redis outage."""
+        strategy = self._strategy()
+        try:
+            ok = await strategy.hit(item, key, cost=cost)
+            stats = await strategy.get_window_stats(item, key)
+        except Exception as exc:  # Redis down or unreachable: degrade, never fail the call
+            if strategy is self._memory:
+                raise
+            now = time.monotonic()
+            if now - self._warned_at > 30:
+                self._warned_at = now
+                log.warning("rate-limit store unreachable, using per-process limits: %s", exc)
+            ok = await self._memory.hit(item, key, cost=cost)
+            stats = await self._memory.get_window_stats(item, key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return ok, stats.remaining, reset
+
+    async def check(self, key: str) -> Decision:
+        """Count one call for ``key`` against the frame and the per-second limits."""
+        ok_s, _rem_s, reset_s = await self._hit(self.second_item, "s:" + key)
+        ok_f, rem_f, reset_f = await self._hit(self.frame_item, "f:" + key, cost=1 if ok_s else 0)
+        limit = self.frame_item.amount
+        if not ok_f:
+            return Decision(False, limit, 0, reset_f, max(1, reset_f), "frame")
+        if not ok_s:
+            return Decision(False, limit, rem_f, reset_f, max(1, reset_s), "second")
+        return Decision(True, limit, rem_f, reset_f, 0)
+
+    def acquire(self, key: str) -> bool:
+        """Take one of the account's concurrent slots (per process)."""
+        if self._in_flight[key] >= self.concurrent:
+            return False
+        self._in_flight[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        n = self._in_flight[key] - 1
+        if n <= 0:
+            self._in_flight.pop(key, None)
+        else:
+            self._in_flight[key] = n
+
+    async def hit_counter(self, item: RateLimitItem, key: str) -> tuple[bool, int]:
+        """A generic counter (login throttling): (allowed, seconds until reset)."""
+        ok, _remaining, reset = await self._hit(item, key)
+        return ok, reset
+
+    async def test_counter(self, item: RateLimitItem, key: str) -> bool:
+        """Whether ``key`` is still under ``item`` without counting a hit."""
+        strategy = self._strategy()
+        try:
+            return await strategy.test(item, key)
+        except Exception:
+            if strategy is self._memory:
+                raise
+            return await self._memory.test(item, key)
+
+    async def close(self) -> None:
+        await asyncio.sleep(0)

@@ -1,0 +1,301 @@
+"""The /v3 resources: ``accounts`` and ``from-fields``, in GetResponse's shapes (SPEC §1.3)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from consentry.api.guard import Caller, protected
+from consentry.http import JSON, read_body
+from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
+from consentry.runtime import Runtime
+from consentry.store.models import from_fields, users
+
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
+FROM_FIELD_FIELDS = (
+    "fromFieldId",
+    "href",
+    "email",
+    "rewrittenEmail",
+    "name",
+    "isActive",
+    "isDefault",
+    "createdOn",
+    "domain",
+)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def _bool(v: Any) -> str:
+    return "true" if v else "false"  # GetResponse sends these as strings
+
+
+def _api_base(rt: Runtime) -> str:
+    return f"{rt.settings.api_url}/v3"
+
+
+def from_field_json(rt: Runtime, row: Any) -> dict[str, Any]:
+    domain = row.email.rsplit("@", 1)[-1]
+    return {
+        "fromFieldId": row.public_id,
+        "href": f"{_api_base(rt)}/from-fields/{row.public_id}",
+        "email": row.email,
+        "rewrittenEmail": None,
+        "name": row.name,
+        "isActive": _bool(row.is_active),
+        "isDefault": _bool(row.is_default),
+        "createdOn": _iso(row.created_at),
+        "domain": {"domain": domain, "href": None},
+    }
+
+
+async def read_json(rt: Runtime, request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    body = await read_body(request, rt.settings.max_body_bytes)
+    if ctype != "application/json":
+        raise ApiError(
+            BAD_HEADERS,
+            "Send the body as JSON with Content-Type: application/json",
+            {"contentType": ctype[:100]},
+        )
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise validation("The body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise validation("The body must be a JSON object")
+    return data
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+
+@protected("account.read")
+async def get_account(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    async with rt.db.read() as conn:
+        u = (await conn.execute(select(users).where(users.c.id == caller.user_id))).first()
+    if u is None:
+        raise not_found("Account not found")
+    first, _, last = (u.name or "").partition(" ")
+    try:
+        offset = datetime.now(ZoneInfo(u.time_zone)).strftime("%z")
+        offset = f"{offset[:3]}:{offset[3:]}"
+    except Exception:  # an unknown zone name in old data: report UTC rather than fail
+        offset = "+00:00"
+    body = {
+        "accountId": u.account_id,
+        "firstName": first,
+        "lastName": last,
+        "email": u.email,
+        "phone": u.phone,
+        "companyName": u.company_name,
+        "state": None,
+        "city": None,
+        "street": None,
+        "zipCode": None,
+        "countryCode": {"countryCodeId": None, "countryCode": u.country_code},
+        "industryTag": {"industryTagId": None},
+        "numberOfEmployees": None,
+        "timeFormat": "24h",
+        "timeZone": {"name": u.time_zone, "offset": offset},
+        "href": f"{_api_base(rt)}/accounts",
+    }
+    return JSON(body)
+
+
+# --- from-fields -----------------------------------------------------------------------------
+
+
+def _one(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise validation(f"Query parameter {name} was sent more than once", parameter=name)
+    return values[0] if values else None
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = _one(request, name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise validation(
+            f"{name} must be an integer from {lo} to {hi}", parameter=name, value=raw[:32]
+        )
+    return int(raw)
+
+
+@protected("from-fields.read")
+async def list_from_fields(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    known = {"query[email]", "query[name]", "query[isDefault]", "sort[createdOn]", "fields"}
+    known |= {"page", "perPage"}
+    unknown = sorted(k for k in request.query_params if k not in known)
+    if unknown:
+        raise validation("Unknown query parameters", parameters=[u[:64] for u in unknown[:10]])
+    page = _int_param(request, "page", 1, 1, 1_000_000)
+    per_page = _int_param(request, "perPage", 100, 1, 1000)
+    conds = [from_fields.c.user_id == caller.user_id]
+    email = _one(request, "query[email]")
+    if email:
+        conds.append(func.lower(from_fields.c.email).contains(email.lower(), autoescape=True))
+    name = _one(request, "query[name]")
+    if name:
+        conds.append(func.lower(from_fields.c.name).contains(name.lower(), autoescape=True))
+    is_default = _one(request, "query[isDefault]")
+    if is_default is not None:
+        if is_default not in ("true", "false"):
+            raise validation("query[isDefault] must be true or false", parameter="query[isDefault]")
+        conds.append(from_fields.c.is_default == (is_default == "true"))
+    sort = (_one(request, "sort[createdOn]") or "ASC").upper()
+    if sort not in ("ASC", "DESC"):
+        raise validation("sort[createdOn] must be ASC or DESC", parameter="sort[createdOn]")
+    fields_raw = _one(request, "fields")
+    wanted: list[str] | None = None
+    if fields_raw:
+        wanted = [f.strip() for f in fields_raw.split(",") if f.strip()]
+        bad = [f for f in wanted if f not in FROM_FIELD_FIELDS]
+        if bad:
+            raise validation("Unknown fields", fields=[b[:64] for b in bad[:10]])
+    order = from_fields.c.created_at.asc() if sort == "ASC" else from_fields.c.created_at.desc()
+    order_id = from_fields.c.id.asc() if sort == "ASC" else from_fields.c.id.desc()
+    query: Select[Any] = (
+        select(from_fields)
+        .where(and_(*conds))
+        .order_by(order, order_id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    async with rt.db.read() as conn:
+        total = (
+            await conn.execute(select(func.count()).select_from(from_fields).where(and_(*conds)))
+        ).scalar_one()
+        rows = (await conn.execute(query)).all()
+    items = [from_field_json(rt, r) for r in rows]
+    if wanted is not None:
+        keep = set(wanted) | {"fromFieldId"}
+        items = [{k: v for k, v in i.items() if k in keep} for i in items]
+    headers = {
+        "TotalCount": str(total),
+        "TotalPages": str(max(1, math.ceil(total / per_page))) if total else "0",
+        "CurrentPage": str(page),
+    }
+    return JSON(items, headers=headers)
+
+
+async def _owned(conn: Any, caller: Caller, public_id: str) -> Any:
+    if len(public_id) > 32:
+        raise not_found("From field not found", fromFieldId=public_id[:32])
+    row = (
+        await conn.execute(
+            select(from_fields).where(
+                from_fields.c.public_id == public_id, from_fields.c.user_id == caller.user_id
+            )
+        )
+    ).first()
+    if row is None:
+        # Another account's from-field is as invisible as a missing one.
+        raise not_found("From field not found", fromFieldId=public_id)
+    return row
+
+
+@protected("from-fields.read")
+async def get_from_field(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    async with rt.db.read() as conn:
+        row = await _owned(conn, caller, request.path_params["from_field_id"])
+    return JSON(from_field_json(rt, row))
+
+
+@protected("from-fields.write")
+async def create_from_field(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    data = await read_json(rt, request)
+    problems: dict[str, str] = {}
+    email = data.get("email")
+    name = data.get("name")
+    if not isinstance(email, str) or not EMAIL.fullmatch(email.strip()) or len(email) > 320:
+        problems["email"] = "a valid email address is required"
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        problems["name"] = "a name of 1 to 200 characters is required"
+    unknown = sorted(set(data) - {"email", "name"})
+    if unknown:
+        problems["unknown"] = "unknown properties: " + ", ".join(u[:32] for u in unknown[:10])
+    if problems:
+        raise validation("The from-field is not valid", **problems)
+    assert isinstance(email, str) and isinstance(name, str)
+    now = int(time.time())
+    try:
+        async with rt.db.write() as conn:
+            has_default = (
+                await conn.execute(
+                    select(func.count()).select_from(from_fields).where(
+                        from_fields.c.user_id == caller.user_id, from_fields.c.is_default
+                    )
+                )
+            ).scalar_one()
+            public_id = secrets.token_urlsafe(6).replace("-", "x").replace("_", "Y")
+            await conn.execute(
+                from_fields.insert().values(
+                    public_id=public_id,
+                    user_id=caller.user_id,
+                    email=email.strip().lower(),
+                    name=name.strip(),
+                    is_active=True,
+                    is_default=not has_default,
+                    created_at=now,
+                )
+            )
+            row = await _owned(conn, caller, public_id)
+    except IntegrityError:
+        raise conflict(
+            "A from-field with this email already exists", email=email.strip().lower()
+        ) from None
+    return JSON(from_field_json(rt, row), 201)
+
+
+@protected("from-fields.write")
+async def delete_from_field(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    async with rt.db.write() as conn:
+        row = await _owned(conn, caller, request.path_params["from_field_id"])
+        if row.is_default:
+            raise validation(
+                "The default from-field cannot be deleted; make another one the default first",
+                fromFieldId=row.public_id,
+            )
+        await conn.execute(from_fields.delete().where(from_fields.c.id == row.id))
+    return Response(status_code=204)
+
+
+@protected("from-fields.write")
+async def make_default(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    async with rt.db.write() as conn:
+        row = await _owned(conn, caller, request.path_params["from_field_id"])
+        if not row.is_active:
+            raise validation("An inactive from-field cannot be the default")
+        await conn.execute(
+            update(from_fields)
+            .where(from_fields.c.user_id == caller.user_id, from_fields.c.id != row.id)
+            .values(is_default=False)
+        )
+        await conn.execute(
+            update(from_fields).where(from_fields.c.id == row.id).values(is_default=True)
+        )
+        row = await _owned(conn, caller, row.public_id)
+    return JSON(from_field_json(rt, row))

@@ -1,0 +1,230 @@
+"""The ASGI application: routes of every layer, error rendering, request ids, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consentry.api.ratelimit import RateLimiter
+from consentry.api.routes import routes as api_routes
+from consentry.config import Settings
+from consentry.crypto import Keyring
+from consentry.http import JSON, BodyTooLarge, error_response
+from consentry.oauth.errors import INTERNAL, NOT_FOUND, VALIDATION, ApiError, oauth_error
+from consentry.oauth.introspection import introspection_endpoint
+from consentry.oauth.metadata import metadata_endpoint
+from consentry.oauth.revocation import revocation_endpoint
+from consentry.oauth.token import token_endpoint
+from consentry.runtime import Runtime
+from consentry.store.db import Database
+from consentry.web.pages import error_page
+from consentry.web.routes import routes as web_routes
+
+log = logging.getLogger("consentry")
+
+# Paths answered with GetResponse JSON errors; everything else is a page.
+API_PREFIXES = ("/v3", "/.well-known", "/healthz", "/readyz", "/metrics")
+
+
+def is_api(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "consentry_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "consentry_http_request_duration_seconds",
+            "Request latency by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, access log, metrics, and last-resort 500s."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[Route]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    def route_of(self, scope: Scope) -> str:
+        """The route template (not the raw path), so metrics labels stay bounded."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match.name == "FULL":
+                return route.path
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = self.route_of(scope)
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                # Paths only: no query string (it may carry state), never bodies or headers.
+                log.info(
+                    json.dumps(
+                        {
+                            "uuid": rid,
+                            "method": scope["method"],
+                            "path": scope["path"][:200],
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                        }
+                    )
+                )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if not is_api(request.url.path):
+        return error_page(request, exc.http_status, "Request failed", exc.message)
+    return error_response(exc, request)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if not is_api(request.url.path):
+        title = "Page not found" if exc.status_code == 404 else "Request failed"
+        return error_page(request, exc.status_code, title, str(exc.detail))
+    if exc.status_code == 404:
+        err = ApiError(NOT_FOUND, "Resource not found", {"path": request.url.path[:200]})
+    elif exc.status_code == 405:
+        err = ApiError(
+            VALIDATION, f"Method {request.method} is not allowed here", http_status=405
+        )
+        err.headers.update(exc.headers or {})
+    else:
+        err = ApiError(VALIDATION, str(exc.detail), http_status=exc.status_code)
+    return error_response(err, request)
+
+
+async def _too_large(request: Request, exc: Exception) -> Response:
+    limit = request.app.state.rt.settings.max_body_bytes
+    msg = f"The request body is larger than {limit} bytes"
+    if not is_api(request.url.path):
+        return error_page(request, 413, "Request too large", msg)
+    err = oauth_error("invalid_request", msg) if "/token" in request.url.path else None
+    if err is None:
+        err = ApiError(VALIDATION, msg)
+    err.http_status = 413
+    return error_response(err, request)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    rid = request.scope.get("state", {}).get("request_id", "")
+    log.error("unhandled error uuid=%s: %s", rid, type(exc).__name__, exc_info=exc)
+    if not is_api(request.url.path):
+        return error_page(
+            request, 500, "Something went wrong", f"The error was logged with id {rid}."
+        )
+    return error_response(ApiError(INTERNAL, "Internal error, reported with this uuid"), request)
+
+
+def create_app(settings: Settings) -> Starlette:
+    db = Database(settings)
+    rt = Runtime(
+        settings=settings,
+        db=db,
+        keys=Keyring(settings.secret_key),
+        limiter=RateLimiter(
+            per_frame=settings.rate_limit_per_frame,
+            frame_seconds=settings.rate_limit_frame,
+            per_second=settings.rate_limit_per_second,
+            concurrent=settings.rate_limit_concurrent,
+            redis_url=settings.redis_url,
+        ),
+    )
+    metrics = Metrics()
+
+    async def healthz(request: Request) -> Response:
+        return JSON({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            async with rt.db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # the database is what readiness means here
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return JSON({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSON({"status": "ok", "database": "ok"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return PlainTextResponse(
+            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    routes = [
+        Route("/v3/token", token_endpoint, methods=["POST"]),
+        Route("/v3/token/revoke", revocation_endpoint, methods=["POST"]),
+        Route("/v3/token/introspect", introspection_endpoint, methods=["POST"]),
+        Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *api_routes,
+        *web_routes,
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await rt.limiter.close()
+        await rt.db.dispose()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            BodyTooLarge: _too_large,
+            Exception: _internal,
+        },
+        lifespan=lifespan,
+    )
+    app.state.rt = rt
+    app.state.metrics = metrics
+    app.add_middleware(RequestContext, metrics=metrics, routes=routes)
+    return app

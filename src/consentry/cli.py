@@ -1,0 +1,247 @@
+"""The ``consentry`` command (SPEC §2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from consentry.config import ConfigError, Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from consentry.app import create_app
+    from consentry.store.migrate import upgrade
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    upgrade(settings)
+    app = create_app(settings)
+    logging.getLogger("consentry").info(
+        json.dumps({"event": "start", "app_url": settings.app_url, "api_url": settings.api_url})
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from consentry.store.migrate import upgrade
+
+    upgrade(_settings(args))
+    print("database is up to date")
+    return 0
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from consentry.store.db import Database
+    from consentry.store.users import DuplicateError, create_user
+    from consentry.web.passwords import hash_password, password_problem
+
+    problem = password_problem(args.password)
+    if problem:
+        print(f"error: password: {problem}", file=sys.stderr)
+        return 2
+    db = Database(settings)
+    try:
+        async with db.write() as conn:
+            await create_user(
+                conn,
+                email=args.email,
+                password_hash=hash_password(args.password),
+                name=args.name or "",
+                max_domain=args.max_domain,
+            )
+    except DuplicateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(f"created account {args.email.strip().lower()}")
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from consentry.store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings)
+    return asyncio.run(_create_user(settings, args))
+
+
+async def _create_client(settings: Settings, args: argparse.Namespace) -> int:
+    from consentry.crypto import Keyring, new_secret
+    from consentry.oauth.client_auth import SECRET_KIND
+    from consentry.store.clients import create_client, new_client_id
+    from consentry.store.db import Database
+    from consentry.store.users import user_by_email
+    from consentry.web.apps import redirect_uri_problem
+
+    for uri in args.redirect_uri:
+        problem = redirect_uri_problem(uri)
+        if problem:
+            print(f"error: --redirect-uri {uri!r}: {problem}", file=sys.stderr)
+            return 2
+    db = Database(settings)
+    keys = Keyring(settings.secret_key)
+    secret = new_secret()
+    client_id = new_client_id()
+    try:
+        async with db.write() as conn:
+            owner = await user_by_email(conn, args.owner)
+            if owner is None:
+                print(f"error: no account with email {args.owner!r}", file=sys.stderr)
+                return 1
+            await create_client(
+                conn,
+                owner_id=int(owner["id"]),
+                name=args.name,
+                description=args.description or "",
+                redirect_uris=list(dict.fromkeys(args.redirect_uri)),
+                secret_hash=keys.hash(secret, SECRET_KIND),
+                client_id=client_id,
+                is_resource_server=args.resource_server,
+                allow_implicit=args.allow_implicit,
+            )
+    finally:
+        await db.dispose()
+    if args.json:
+        print(json.dumps({"client_id": client_id, "client_secret": secret}))
+    else:
+        print(f"client_id:     {client_id}")
+        print(f"client_secret: {secret}")
+        print("Keep the secret now: it is stored only as a hash and cannot be shown again.")
+    return 0
+
+
+def cmd_clients_create(args: argparse.Namespace) -> int:
+    from consentry.store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings)
+    return asyncio.run(_create_client(settings, args))
+
+
+async def _purge(settings: Settings, batch: int) -> int:
+    from consentry.store.db import Database
+    from consentry.store.tokens import purge_expired
+
+    db = Database(settings)
+    total = 0
+    try:
+        while True:
+            # One short transaction per batch: bounded memory and lock time, resumable.
+            async with db.write() as conn:
+                n = await purge_expired(conn, int(time.time()), batch)
+            total += n
+            if n == 0:
+                break
+    finally:
+        await db.dispose()
+    return total
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    total = asyncio.run(_purge(settings, args.batch))
+    print(f"purged {total} expired rows")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from consentry.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="consentry", description="Self-hostable OAuth 2.0 Authorization Code server"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the provider (creates/migrates the database)")
+    serve.add_argument("--host", help="address to bind (CONSENTRY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (CONSENTRY_PORT, default 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="provider + MyTemplateMaker + demo user, on SQLite")
+    demo.add_argument("--port", type=int, default=8000, help="provider port (default 8000)")
+    demo.add_argument("--app-port", type=int, default=8001, help="MyTemplateMaker port")
+    demo.add_argument("--dir", help="folder for the demo database (default ./consentry-demo)")
+    demo.set_defaults(func=cmd_demo)
+
+    users = sub.add_parser("users", help="manage accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    uc = users.add_parser("create", help="create an account")
+    uc.add_argument("--email", required=True)
+    uc.add_argument("--password", required=True)
+    uc.add_argument("--name", default="")
+    uc.add_argument("--max-domain", help="make it a GetResponse MAX account on this domain")
+    uc.set_defaults(func=cmd_users_create)
+
+    clients = sub.add_parser("clients", help="manage applications").add_subparsers(
+        dest="clients_command", required=True
+    )
+    cc = clients.add_parser("create", help="register an application")
+    cc.add_argument("--owner", required=True, help="email of the developer's account")
+    cc.add_argument("--name", required=True)
+    cc.add_argument("--description", default="")
+    cc.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uri")
+    cc.add_argument("--resource-server", action="store_true", help="may introspect any token")
+    cc.add_argument("--allow-implicit", action="store_true", help=argparse.SUPPRESS)
+    cc.add_argument("--json", action="store_true", help="print {client_id, client_secret}")
+    cc.set_defaults(func=cmd_clients_create)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    up = db.add_parser("upgrade", help="apply migrations")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    purge = sub.add_parser("purge", help="delete expired codes, tokens and sessions")
+    purge.add_argument("--batch", type=int, default=5000)
+    purge.set_defaults(func=cmd_purge)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Small HTTP helpers shared by the protocol, API and page layers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from consentry.oauth.errors import ApiError, error_body
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured limit (answered with 413)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes without reading past it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            raise BodyTooLarge from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def error_response(err: ApiError, request: Request) -> Response:
+    rt = request.app.state.rt
+    rid = request.scope.get("state", {}).get("request_id", "")
+    headers = dict(err.headers)
+    if err.error is not None:
+        headers.update(NO_STORE)
+    return JSON(error_body(err, rid, rt.settings.docs_url), err.http_status, headers=headers)
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def client_host(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

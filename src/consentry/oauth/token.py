@@ -1,0 +1,66 @@
+"""The token endpoint ``POST /v3/token`` (RFC 6749 §3.2): parse, authenticate, dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from consentry.http import JSON, NO_STORE, read_body
+from consentry.oauth.client_auth import authenticate_client
+from consentry.oauth.errors import oauth_error
+from consentry.oauth.grants import authorization_code, client_credentials, refresh_token
+from consentry.oauth.params import ParamError, Params, form_error, parse_urlencoded, reject_duplicates
+from consentry.runtime import Runtime
+from consentry.store.clients import Client
+
+Grant = Callable[[Runtime, Client, Params], Awaitable[dict[str, Any]]]
+GRANTS: dict[str, Grant] = {
+    "authorization_code": authorization_code.exchange,
+    "refresh_token": refresh_token.refresh,
+    "client_credentials": client_credentials.issue,
+}
+
+
+async def read_form(rt: Runtime, request: Request) -> Params:
+    """A form-encoded POST body, strictly parsed (RFC 6749 §3.2: x-www-form-urlencoded)."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    body = await read_body(request, rt.settings.max_body_bytes)
+    if media != "application/x-www-form-urlencoded":
+        if not body and media == "":
+            return Params({})
+        raise oauth_error(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+            contentType=ctype[:100],
+        )
+    try:
+        params = parse_urlencoded(body)
+    except ParamError as exc:
+        raise form_error(exc) from None
+    reject_duplicates(params)
+    return params
+
+
+async def token_endpoint(request: Request) -> Response:
+    rt: Runtime = request.app.state.rt
+    params = await read_form(rt, request)
+    if request.query_params:
+        # Credentials and codes do not belong in URLs (RFC 6749 §3.2: POST body).
+        raise oauth_error("invalid_request", "send token request parameters in the POST body")
+    grant_type = params.get("grant_type")
+    if grant_type is None:
+        raise oauth_error("invalid_request", "missing parameter: grant_type")
+    client = await authenticate_client(rt, request, params)
+    grant = GRANTS.get(grant_type)
+    if grant is None:
+        raise oauth_error(
+            "unsupported_grant_type",
+            f"grant_type {grant_type[:64]!r} is not supported",
+            supported=sorted(GRANTS),
+        )
+    body = await grant(rt, client, params)
+    return JSON(body, headers=NO_STORE)
