@@ -8,14 +8,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentry.api.ratelimit import RateLimiter
@@ -64,7 +70,7 @@ class Metrics:
 class RequestContext:
     """Pure ASGI middleware: request id, access log, metrics, and last-resort 500s."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[Route]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
@@ -74,7 +80,7 @@ class RequestContext:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match.name == "FULL":
-                return route.path
+                return str(getattr(route, "path", "other"))
         return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,7 +202,7 @@ def create_app(settings: Settings) -> Starlette:
             generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
         )
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v3/token", token_endpoint, methods=["POST"]),
         Route("/v3/token/revoke", revocation_endpoint, methods=["POST"]),
         Route("/v3/token/introspect", introspection_endpoint, methods=["POST"]),

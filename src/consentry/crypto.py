@@ -62,4 +62,5 @@ class Keyring:
 
 def equal(a: str, b: str) -> bool:
     """Constant-time comparison of two strings."""
-    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+    enc = "utf-8"
+    return hmac.compare_digest(a.encode(enc, "surrogatepass"), b.encode(enc, "surrogatepass"))

@@ -18,7 +18,7 @@ from consentry.oauth.params import Params
 from consentry.runtime import Runtime
 from consentry.store.clients import Client, client_by_client_id
 
-SECRET_KIND = "client_secret"
+SECRET_KIND = "client_secret"  # noqa: S105 - a hash domain label, not a secret
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = "0" * 64
 
