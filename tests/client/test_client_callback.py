@@ -231,3 +231,12 @@ def test_basic_credentials_decode_back_to_the_originals(client_id: str, secret: 
     user, sep, password = base64.b64decode(value).decode().partition(":")
     assert scheme == "Basic" and sep == ":"
     assert (unquote_plus(user), unquote_plus(password)) == (client_id, secret)
+
+
+def test_callback_without_a_pending_request_is_a_state_mismatch(
+    harness: MakeHarness, consentry_fake: FakeProvider
+) -> None:
+    h = harness(consentry_fake)
+    with pytest.raises(StateMismatch):
+        h.handle_callback({"code": "c", "state": "s"}, None, key=KEY)
+    assert consentry_fake.requests == []

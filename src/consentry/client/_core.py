@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import threading
@@ -43,7 +44,7 @@ LockT = TypeVar("LockT")
 
 QueryParams = Mapping[str, str | int | float | bool]
 CallbackParams = Mapping[str, str] | str
-KeptRequest = AuthorizationRequest | Mapping[str, Any]
+KeptRequest = AuthorizationRequest | Mapping[str, Any] | None
 
 
 # --- effects -------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def parse_seconds(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return max(float(value), 0.0)
+        return max(float(value), 0.0) if math.isfinite(value) else None
     if isinstance(value, str):
         match = _NUMBER.search(value)
         if match:
@@ -134,9 +135,13 @@ def rate_limit_wait(response: httpx.Response, now: float) -> float:
     """How long a 429 response asks to wait before retrying, in seconds."""
     retry_after = response.headers.get("Retry-After")
     if retry_after is not None:
-        retry_after = retry_after.strip()
-        if retry_after.isdigit():  # RFC 9110 §10.2.3: delay-seconds or an HTTP-date
-            return float(retry_after)
+        # RFC 9110 §10.2.3: delay-seconds or an HTTP-date.
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
         try:
             return max(parsedate_to_datetime(retry_after).timestamp() - now, 0.0)
         except (TypeError, ValueError):
@@ -300,6 +305,18 @@ def _with_query(url: str, params: list[tuple[str, str]]) -> str:
     return url + separator + urlencode(params)
 
 
+class _Secret:
+    """Holds a credential; its repr never shows it (tracebacks with locals, debuggers)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
 # --- the shared client core ----------------------------------------------------------------
 
 
@@ -328,7 +345,7 @@ class Core:
     ) -> None:
         self.provider = provider
         self.client_id = client_id
-        self._authorization = basic_auth(client_id, client_secret)
+        self._authorization = _Secret(basic_auth(client_id, client_secret))
         self.redirect_uri = redirect_uri
         self.scope = scope
         self.policy = policy
@@ -366,6 +383,8 @@ class Core:
         self, params: CallbackParams, kept: KeptRequest
     ) -> tuple[str, AuthorizationRequest]:
         """Check the authorization response and return its code (RFC 6749 §4.1.2)."""
+        if kept is None:  # no pending request in this session: nothing to bind the callback to
+            raise StateMismatch()
         request = (
             kept if isinstance(kept, AuthorizationRequest) else AuthorizationRequest.from_dict(kept)
         )
@@ -406,7 +425,7 @@ class Core:
 
     def _token_request(self, url: str, form: dict[str, str]) -> httpx.Request:
         headers = self._headers()
-        headers["Authorization"] = self._authorization  # RFC 6749 §2.3.1
+        headers["Authorization"] = self._authorization.value  # RFC 6749 §2.3.1
         return httpx.Request("POST", url, data=form, headers=headers)
 
     def api_url(self, path: str) -> str:

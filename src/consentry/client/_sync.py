@@ -132,8 +132,15 @@ class Client(BaseClient):
         """Finish authorization: verify the callback, exchange the code, store the tokens.
 
         ``params`` is the callback's query (a mapping, a query string, or the full
-        URL); ``kept`` is what ``start()`` returned, or its ``to_dict()``. Raises
-        ``StateMismatch``, ``AccessDenied``, ``AuthorizationError`` or ``APIError``.
+        URL); ``kept`` is what ``start()`` returned, or its ``to_dict()`` (``None``
+        when the session has none: a ``StateMismatch``). Pop it from the session
+        first so it is used once. Raises ``StateMismatch``, ``AccessDenied``,
+        ``AuthorizationError`` or ``APIError``.
+
+        Example::
+
+            kept = session.pop("oauth", None)
+            client.handle_callback(request.query_params, kept, key=user_id)
         """
         return self._drive(self._core.callback_flow(key, params, kept))
 
