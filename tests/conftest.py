@@ -52,11 +52,27 @@ class Client:
 class Server:
     url: str
     env: dict[str, str]
-    db_path: Path
+    db_path: Path | None  # the SQLite file, or None on PostgreSQL
     proc: subprocess.Popen[bytes]
     log_path: Path
+    owns_database: bool = False
     _dev: str | None = None
     _clients: dict[str, Client] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["CONSENTRY_DATABASE_URL"]
+
+    def dump_bytes(self) -> bytes:
+        """Everything the database holds, as an attacker with a dump would see it."""
+        if self.db_path is not None:
+            data = b""
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.db_path) + suffix)
+                if p.exists():
+                    data += p.read_bytes()
+            return data
+        return pg_dump(self.database_url)
 
     # --- set-up helpers ------------------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -184,19 +200,93 @@ def redirect_params(r: httpx.Response) -> dict[str, str]:
     return {k: v[0] for k, v in q.items()}
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Server:
+# --- databases -------------------------------------------------------------------------------
+# CONSENTRY_TEST_DATABASE=postgresql runs every server on a fresh PostgreSQL database
+# (127.0.0.1:5432, user postgres) instead of a fresh SQLite file.
+TEST_DATABASE = os.environ.get("CONSENTRY_TEST_DATABASE", "sqlite")
+PG_ADMIN_DSN = os.environ.get("CONSENTRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def require_service(name: str, check: Any) -> None:
+    """Fail (under CI) or skip (on a laptop) when a service the test needs is down."""
+    try:
+        check()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is unreachable and CI is set: {exc}")
+        pytest.skip(f"{name} is unreachable: {exc}")
+
+
+def fresh_pg_database() -> str:
+    """A new, empty PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"consentry_t_{secrets.token_hex(6)}"
+    require_service("PostgreSQL", lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def pg_dump(url: str) -> bytes:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> bytes:
+        conn = await asyncpg.connect(url, timeout=10)
+        out = b""
+        try:
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+            for t in tables:
+                rows = await conn.fetch(f'SELECT * FROM "{t["tablename"]}"')
+                out += repr([tuple(r) for r in rows]).encode()
+        finally:
+            await conn.close()
+        return out
+
+    return asyncio.run(run())
+
+
+def start_server(
+    tmp: Path, extra_env: dict[str, str] | None = None, database_url: str | None = None
+) -> Server:
     port = free_port()
-    db_path = tmp / "consentry.db"
+    db_path: Path | None = None
+    owns = False
+    if database_url is None:
+        if TEST_DATABASE == "postgresql":
+            database_url = fresh_pg_database()
+            owns = True
+        else:
+            db_path = tmp / "consentry.db"
+            database_url = f"sqlite:///{db_path}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTRY_")}
     env.update(
         {
-            "CONSENTRY_DATABASE_URL": f"sqlite:///{db_path}",
+            "CONSENTRY_DATABASE_URL": database_url,
             "CONSENTRY_PORT": str(port),
             "CONSENTRY_HOST": "127.0.0.1",
             "CONSENTRY_LOG_LEVEL": "warning",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if db_path is None:  # a server database: the key cannot live beside a file
+        env["CONSENTRY_SECRET_KEY"] = "test-secret-" + secrets.token_hex(16)
     env.update(extra_env or {})
     log_path = tmp / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime
@@ -215,7 +305,14 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Server:
             proc.kill()
             raise RuntimeError(f"consentry serve did not start: {log_path.read_text()[-3000:]}")
         time.sleep(0.1)
-    return Server(url=url, env=env, db_path=db_path, proc=proc, log_path=log_path)
+    return Server(
+        url=url, env=env, db_path=db_path, proc=proc, log_path=log_path, owns_database=owns
+    )
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def stop_server(server: Server) -> None:
@@ -224,6 +321,8 @@ def stop_server(server: Server) -> None:
         server.proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.proc.kill()
+    if server.owns_database:
+        drop_pg_database(server.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,6 +20,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -36,6 +41,7 @@ from consentry.oauth.revocation import revocation_endpoint
 from consentry.oauth.token import token_endpoint
 from consentry.runtime import Runtime
 from consentry.store.db import Database
+from consentry.store.tokens import purge_all
 from consentry.web.pages import error_page
 from consentry.web.routes import routes as web_routes
 
@@ -159,14 +165,72 @@ async def _too_large(request: Request, exc: Exception) -> Response:
     return error_response(err, request)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database cannot be reached right now."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    transient = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,  # pool exhausted while the database hangs
+        ConnectionError,
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.InterfaceError,
+    )
+    seen: BaseException | None = exc
+    for _ in range(5):  # the driver's error is often wrapped
+        if seen is None:
+            return False
+        if isinstance(seen, transient):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     rid = request.scope.get("state", {}).get("request_id", "")
+    if database_unavailable(exc):
+        # Nothing was committed: every write is one transaction, rolled back on error.
+        log.warning(
+            json.dumps({"uuid": rid, "event": "database_unavailable", "error": type(exc).__name__})
+        )
+        if not is_api(request.url.path):
+            page = error_page(
+                request, 503, "Temporarily unavailable", "Please try again in a moment."
+            )
+            page.headers["Retry-After"] = "1"
+            return page
+        err = ApiError(
+            INTERNAL,
+            "The service is temporarily unavailable, retry shortly",
+            http_status=503,
+            headers={"Retry-After": "1"},
+        )
+        return error_response(err, request)
     log.error("unhandled error uuid=%s: %s", rid, type(exc).__name__, exc_info=exc)
     if not is_api(request.url.path):
         return error_page(
             request, 500, "Something went wrong", f"The error was logged with id {rid}."
         )
     return error_response(ApiError(INTERNAL, "Internal error, reported with this uuid"), request)
+
+
+async def purge_forever(rt: Runtime) -> None:
+    """Delete expired rows in small batches, forever, between requests (SPEC §2 `purge`)."""
+    interval = rt.settings.purge_interval
+    # Nodes started together should not all purge at the same moment.
+    await asyncio.sleep(interval * (0.5 + secrets.randbelow(1000) / 1000))
+    while True:
+        try:
+            total = await purge_all(rt.db, rt.settings.purge_batch)
+            if total:
+                log.info(json.dumps({"event": "purge", "rows": total}))
+        except Exception as exc:  # a failed round is retried at the next interval
+            log.warning(json.dumps({"event": "purge_failed", "error": type(exc).__name__}))
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -216,7 +280,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purger = None
+        if settings.purge_interval > 0:
+            purger = asyncio.create_task(purge_forever(rt), name="consentry-purge")
         yield
+        if purger is not None:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
         await rt.limiter.close()
         await rt.db.dispose()
 

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
-import time
 from collections.abc import Sequence
 
 from consentry.config import ConfigError, Settings
@@ -25,6 +25,10 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -38,6 +42,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("consentry").info(
         json.dumps({"event": "start", "app_url": settings.app_url, "api_url": settings.api_url})
     )
+    # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal
+    # to the handler that was installed before it: make that a clean exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
     uvicorn.run(
         app,
         host=settings.host,
@@ -152,21 +160,13 @@ def cmd_clients_create(args: argparse.Namespace) -> int:
 
 async def _purge(settings: Settings, batch: int) -> int:
     from consentry.store.db import Database
-    from consentry.store.tokens import purge_expired
+    from consentry.store.tokens import purge_all
 
     db = Database(settings)
-    total = 0
     try:
-        while True:
-            # One short transaction per batch: bounded memory and lock time, resumable.
-            async with db.write() as conn:
-                n = await purge_expired(conn, int(time.time()), batch)
-            total += n
-            if n == 0:
-                break
+        return await purge_all(db, batch)
     finally:
         await db.dispose()
-    return total
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

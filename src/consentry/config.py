@@ -90,6 +90,17 @@ class Settings:
     max_body_bytes: int = field(
         default=65536, metadata={"doc": "Largest accepted form/JSON body (logo uploads: 640 KiB)"}
     )
+    purge_interval: int = field(
+        default=3600, metadata={"doc": "Seconds between background purges of expired rows; 0 = off"}
+    )
+    purge_batch: int = field(default=5000, metadata={"doc": "Rows per purge transaction"})
+    db_pool_size: int = field(default=10, metadata={"doc": "PostgreSQL connections per process"})
+    db_max_overflow: int = field(
+        default=10, metadata={"doc": "Extra PostgreSQL connections under load"}
+    )
+    db_pool_timeout: int = field(
+        default=5, metadata={"doc": "Seconds to wait for a pooled connection before a 503"}
+    )
     host: str = field(default="127.0.0.1", metadata={"doc": "Address `serve` binds to"})
     port: int = field(default=8000, metadata={"doc": "Port `serve` listens on"})
     log_level: str = field(default="info", metadata={"doc": "Log level"})

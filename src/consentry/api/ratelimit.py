@@ -62,7 +62,15 @@ class RateLimiter:
             url = redis_url
             if url.startswith("redis://") or url.startswith("rediss://"):
                 url = "async+" + url
-            self._storage = RedisStorage(url)
+            # redis-py (a dependency already) rather than coredis; short timeouts so a
+            # Redis outage degrades to per-process limits quickly instead of hanging calls.
+            self._storage = RedisStorage(
+                url,
+                implementation="redispy",
+                key_prefix="consentry",
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
             self._shared = FixedWindowRateLimiter(self._storage)
         self._in_flight: dict[str, int] = defaultdict(int)
         self._warned_at = 0.0

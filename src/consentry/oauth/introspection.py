@@ -72,7 +72,8 @@ async def _refresh(
     row = await store.refresh_token_by_hash(conn, rt.keys.hash(token, REFRESH_KIND))
     if row is None:
         return None
-    if row["revoked_at"] is not None or row["spent_at"] is not None or row["expires_at"] <= now:
+    dead = row["grant_revoked_at"] is not None or row["spent_at"] is not None
+    if dead or row["expires_at"] <= now:
         return int(row["client_pk"]), INACTIVE
     names = (
         await conn.execute(

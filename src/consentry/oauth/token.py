@@ -12,7 +12,13 @@ from consentry.http import JSON, NO_STORE, read_body
 from consentry.oauth.client_auth import authenticate_client
 from consentry.oauth.errors import oauth_error
 from consentry.oauth.grants import authorization_code, client_credentials, refresh_token
-from consentry.oauth.params import ParamError, Params, form_error, parse_urlencoded, reject_duplicates
+from consentry.oauth.params import (
+    ParamError,
+    Params,
+    form_error,
+    parse_urlencoded,
+    reject_duplicates,
+)
 from consentry.runtime import Runtime
 from consentry.store.clients import Client
 

@@ -156,7 +156,7 @@ refresh_tokens = Table(
     Column("scope", Text, nullable=True),
     Column("expires_at", BigInteger, nullable=False),
     Column("spent_at", BigInteger, nullable=True),
-    Column("revoked_at", BigInteger, nullable=True),
+    # No revoked_at: a refresh token is live exactly while its grant is.
     # The pair issued when this token was rotated, encrypted under a key derived from this
     # token's plaintext (which the database does not hold): lets a retry inside the grace
     # window get the same pair back without storing usable tokens.

@@ -7,6 +7,8 @@ exactly one see a row. Everything is keyed by the value's keyed hash; no plainte
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentry.store.db import Database
 from consentry.store.models import (
     access_tokens,
     auth_requests,
@@ -25,7 +28,6 @@ from consentry.store.models import (
     sessions,
     users,
 )
-
 
 # --- grants ------------------------------------------------------------------------------
 
@@ -54,7 +56,11 @@ async def touch_live_grant(conn: AsyncConnection, grant_id: int, now: int) -> bo
 
 
 async def revoke_grants(conn: AsyncConnection, grant_ids: Sequence[int], now: int) -> None:
-    """End grants and every token descended from them (RFC 6749 §4.1.2, §10.4; RFC 7009 §2.1)."""
+    """End grants and every token descended from them (RFC 6749 §4.1.2, §10.4; RFC 7009 §2.1).
+
+    Lock order is grants, then access tokens; refresh-token rows are never locked here (a
+    refresh token is live only while its grant is), because a refresh locks its token row
+    before the grant row and the opposite order here would deadlock on PostgreSQL."""
     if not grant_ids:
         return
     ids = list(grant_ids)
@@ -66,11 +72,6 @@ async def revoke_grants(conn: AsyncConnection, grant_ids: Sequence[int], now: in
     await conn.execute(
         update(access_tokens)
         .where(access_tokens.c.grant_id.in_(ids), access_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    await conn.execute(
-        update(refresh_tokens)
-        .where(refresh_tokens.c.grant_id.in_(ids), refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
 
@@ -206,7 +207,6 @@ async def spend_refresh_token(
             refresh_tokens.c.token_hash == token_hash,
             refresh_tokens.c.client_pk == client_pk,
             refresh_tokens.c.spent_at.is_(None),
-            refresh_tokens.c.revoked_at.is_(None),
             refresh_tokens.c.expires_at > now,
         )
         .values(spent_at=now, retry_blob=retry_blob, successor_hash=successor_hash)
@@ -222,9 +222,12 @@ async def spend_refresh_token(
 
 
 async def refresh_token_by_hash(conn: AsyncConnection, token_hash: str) -> RowMapping | None:
+    """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
     return (
         await conn.execute(
-            select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+            select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
+            .join(grants, grants.c.id == refresh_tokens.c.grant_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
         )
     ).mappings().first()
 
@@ -232,10 +235,12 @@ async def refresh_token_by_hash(conn: AsyncConnection, token_hash: str) -> RowMa
 async def refresh_token_is_unspent(conn: AsyncConnection, token_hash: str) -> bool:
     row = (
         await conn.execute(
-            select(refresh_tokens.c.id).where(
+            select(refresh_tokens.c.id)
+            .join(grants, grants.c.id == refresh_tokens.c.grant_id)
+            .where(
                 refresh_tokens.c.token_hash == token_hash,
                 refresh_tokens.c.spent_at.is_(None),
-                refresh_tokens.c.revoked_at.is_(None),
+                grants.c.revoked_at.is_(None),
             )
         )
     ).first()
@@ -346,7 +351,6 @@ async def connected_apps(conn: AsyncConnection, user_id: int, now: int) -> list[
         .where(
             refresh_tokens.c.grant_id == grants.c.id,
             refresh_tokens.c.spent_at.is_(None),
-            refresh_tokens.c.revoked_at.is_(None),
             refresh_tokens.c.expires_at > now,
         )
         .exists()
@@ -480,3 +484,16 @@ async def purge_expired(conn: AsyncConnection, now: int, batch: int = 5000) -> i
     result = await conn.execute(delete(grants).where(and_(grants.c.id.in_(orphan))))
     total += result.rowcount or 0
     return total
+
+
+async def purge_all(db: Database, batch: int) -> int:
+    """Purge until nothing expired is left; one short transaction per batch, so memory and
+    lock time stay bounded and an interrupted purge simply resumes next time."""
+    total = 0
+    while True:
+        async with db.write() as conn:
+            n = await purge_expired(conn, int(time.time()), batch)
+        total += n
+        if n == 0:
+            return total
+        await asyncio.sleep(0)  # let requests in between batches

@@ -36,27 +36,25 @@ async def exchange(rt: Runtime, client: Client, params: Params) -> dict[str, Any
         raise oauth_error("invalid_request", "code_verifier must be 43-128 unreserved characters")
     code_hash = rt.keys.hash(code, CODE_KIND)
     now = int(time.time())
-    replayed_grant: int | None = None
 
     async with rt.db.write() as conn:
         # One conditional UPDATE spends the code: of concurrent exchanges exactly one wins.
         row = await store.spend_code(conn, code_hash, client.id, now)
-        if row is None:
-            seen = await store.code_by_hash(conn, code_hash)
-            if seen is not None and seen["client_pk"] == client.id and seen["spent_at"]:
-                # RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a replayed code revokes what it issued.
-                replayed_grant = int(seen["grant_id"])
-                await store.revoke_grants(conn, [replayed_grant], now)
-        else:
-            body = await _redeem(rt, conn, client, row, redirect_uri, verifier, now)
-    if row is None:
-        if replayed_grant is not None:
-            raise oauth_error(
-                "invalid_grant",
-                "authorization code was already used; the tokens issued from it are revoked",
-            )
-        raise oauth_error("invalid_grant", "authorization code is invalid")
-    return body
+        if row is not None:
+            return await _redeem(rt, conn, client, row, redirect_uri, verifier, now)
+    # Lost or replayed. Looked at after the write transaction ended, so no row lock from the
+    # failed UPDATE is held while the grant is locked (deadlock-free on PostgreSQL).
+    async with rt.db.read() as conn:
+        seen = await store.code_by_hash(conn, code_hash)
+    if seen is not None and seen["client_pk"] == client.id and seen["spent_at"]:
+        # RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a replayed code revokes what it issued.
+        async with rt.db.write() as conn:
+            await store.revoke_grants(conn, [int(seen["grant_id"])], now)
+        raise oauth_error(
+            "invalid_grant",
+            "authorization code was already used; the tokens issued from it are revoked",
+        )
+    raise oauth_error("invalid_grant", "authorization code is invalid")
 
 
 async def _redeem(

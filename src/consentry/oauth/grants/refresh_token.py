@@ -73,19 +73,24 @@ async def refresh(rt: Runtime, client: Client, params: Params) -> dict[str, Any]
                 access_ttl=ttl,
             )
             return token_body(access, ttl, scope, new_refresh)
+    # Not spent by this request. The write transaction is over first: on PostgreSQL the
+    # failed conditional UPDATE may still hold the token's row lock, and revoking (which
+    # locks the grant) while holding it could deadlock with another request.
+    async with rt.db.read() as conn:
         old = await store.refresh_token_by_hash(conn, token_hash)
         if old is None or old["client_pk"] != client.id:
             raise oauth_error("invalid_grant", "refresh token is invalid")
-        if old["revoked_at"] is not None:
+        if old["grant_revoked_at"] is not None:
             raise oauth_error("invalid_grant", "refresh token has been revoked")
         if old["spent_at"] is None:
             raise oauth_error(
                 "invalid_grant", "refresh token has expired; the user must authorize again"
             )
         retry = await _retry(rt, conn, presented, old, now)
-        if retry is not None:
-            return retry
-        # RFC 9700 §4.14.2: reuse of a rotated refresh token -> revoke the grant.
+    if retry is not None:
+        return retry
+    # RFC 9700 §4.14.2: reuse of a rotated refresh token -> revoke the grant.
+    async with rt.db.write() as conn:
         await store.revoke_grants(conn, [int(old["grant_id"])], now)
     raise oauth_error(
         "invalid_grant", "refresh token was already used; the authorization is revoked"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -186,7 +185,6 @@ def upgrade() -> None:
     sa.Column('scope', sa.Text(), nullable=True),
     sa.Column('expires_at', sa.BigInteger(), nullable=False),
     sa.Column('spent_at', sa.BigInteger(), nullable=True),
-    sa.Column('revoked_at', sa.BigInteger(), nullable=True),
     sa.Column('retry_blob', sa.LargeBinary(), nullable=True),
     sa.Column('successor_hash', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['client_pk'], ['clients.id'], name=op.f('fk_refresh_tokens_client_pk_clients'), ondelete='CASCADE'),
