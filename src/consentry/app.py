@@ -15,9 +15,6 @@ from contextlib import asynccontextmanager
 import asyncpg
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
 )
 from sqlalchemy import exc as sa_exc
@@ -34,6 +31,7 @@ from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
 from consentry.crypto import Keyring
 from consentry.http import JSON, BodyTooLarge, error_response
+from consentry.metrics import Metrics
 from consentry.oauth.errors import INTERNAL, NOT_FOUND, VALIDATION, ApiError, oauth_error
 from consentry.oauth.introspection import introspection_endpoint
 from consentry.oauth.metadata import metadata_endpoint
@@ -53,24 +51,6 @@ API_PREFIXES = ("/v3", "/.well-known", "/healthz", "/readyz", "/metrics")
 
 def is_api(path: str) -> bool:
     return path.startswith(API_PREFIXES)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "consentry_http_requests_total",
-            "HTTP requests by route and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "consentry_http_request_duration_seconds",
-            "Request latency by route",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
 
 
 class RequestContext:
@@ -235,7 +215,9 @@ async def purge_forever(rt: Runtime) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     db = Database(settings)
+    metrics = Metrics()
     rt = Runtime(
+        metrics=metrics,
         settings=settings,
         db=db,
         keys=Keyring(settings.secret_key),
@@ -247,7 +229,6 @@ def create_app(settings: Settings) -> Starlette:
             redis_url=settings.redis_url,
         ),
     )
-    metrics = Metrics()
 
     async def healthz(request: Request) -> Response:
         return JSON({"status": "ok"})

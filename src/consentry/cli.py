@@ -18,11 +18,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from consentry.logs import setup
+
+    setup(level)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -54,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="auto",
         access_log=False,
         log_level=settings.log_level,
+        log_config=None,  # keep the JSON handler set up above
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=30,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from consentry.api.ratelimit import RateLimiter
 from consentry.config import Settings
 from consentry.crypto import Keyring
+from consentry.metrics import Metrics
 from consentry.store.db import Database
 
 
@@ -16,3 +17,4 @@ class Runtime:
     db: Database
     keys: Keyring
     limiter: RateLimiter
+    metrics: Metrics

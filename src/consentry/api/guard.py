@@ -86,6 +86,7 @@ def protected(scope: str) -> Callable[[Handler], Callable[[Request], Awaitable[R
             key = caller.account_id
             decision = await rt.limiter.check(key)
             if not decision.allowed:
+                rt.metrics.rate_limited.labels(decision.reason).inc()
                 err = ApiError(
                     QUOTA,
                     "You have reached the limit of API calls, wait before the next call",
@@ -99,6 +100,7 @@ def protected(scope: str) -> Callable[[Handler], Callable[[Request], Awaitable[R
                 )
                 return error_response(err, request)
             if not rt.limiter.acquire(key):
+                rt.metrics.rate_limited.labels("concurrent").inc()
                 err = ApiError(
                     QUOTA,
                     "Too many calls at once for this account",

@@ -37,6 +37,7 @@ async def revocation_endpoint(request: Request) -> Response:
                 if at.client_pk != client.id:
                     raise oauth_error("unauthorized_client", "token was not issued to this client")
                 await store.revoke_access_token(conn, at.id, now)
+                rt.metrics.tokens_revoked.labels("access_token").inc()
                 break
             rt_row = await store.refresh_token_by_hash(conn, refresh_hash)
             if rt_row is None:
@@ -45,6 +46,7 @@ async def revocation_endpoint(request: Request) -> Response:
                 raise oauth_error("unauthorized_client", "token was not issued to this client")
             # Revoking a refresh token ends its grant and every token in it (RFC 7009 §2.1).
             await store.revoke_grants(conn, [int(rt_row["grant_id"])], now)
+            rt.metrics.tokens_revoked.labels("refresh_token").inc()
             break
     # RFC 7009 §2.2: 200 also for an unknown or already invalid token.
     return Response(status_code=200, headers=NO_STORE)

@@ -69,4 +69,5 @@ async def token_endpoint(request: Request) -> Response:
             supported=sorted(GRANTS),
         )
     body = await grant(rt, client, params)
+    rt.metrics.tokens_issued.labels(grant_type).inc()
     return JSON(body, headers=NO_STORE)

@@ -56,7 +56,8 @@ class Database:
                 pool_recycle=1800,
                 connect_args={"timeout": settings.db_pool_timeout},
             )
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # hide_parameters: an SQL error in a log must not carry values (hashes, names).
+        self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
 
