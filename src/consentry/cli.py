@@ -23,6 +23,21 @@ def _setup_logging(level: str) -> None:
     setup(level)
 
 
+async def _implicit_clients(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from consentry.store.db import Database
+    from consentry.store.models import clients
+
+    db = Database(settings)
+    try:
+        async with db.read() as conn:
+            q = select(func.count()).select_from(clients).where(clients.c.allow_implicit)
+            return int((await conn.execute(q)).scalar_one())
+    finally:
+        await db.dispose()
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -31,11 +46,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from consentry.app import create_app
+    from consentry.gates import InsecureSettings, check
     from consentry.store.migrate import upgrade
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
     upgrade(settings)
+    try:
+        check(settings, settings.allowed_insecure, asyncio.run(_implicit_clients(settings)))
+    except InsecureSettings as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     logging.getLogger("consentry").info(
         json.dumps({"event": "start", "app_url": settings.app_url, "api_url": settings.api_url})

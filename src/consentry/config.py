@@ -101,6 +101,13 @@ class Settings:
     db_pool_timeout: int = field(
         default=5, metadata={"doc": "Seconds to wait for a pooled connection before a 503"}
     )
+    allow_insecure: str = field(
+        default="",
+        metadata={
+            "doc": "Comma-separated start-up gates to turn into warnings: http_issuer, "
+            "code_ttl, refresh_grace"
+        },
+    )
     host: str = field(default="127.0.0.1", metadata={"doc": "Address `serve` binds to"})
     port: int = field(default=8000, metadata={"doc": "Port `serve` listens on"})
     log_level: str = field(default="info", metadata={"doc": "Log level"})
@@ -139,6 +146,10 @@ class Settings:
         return dataclasses.replace(
             self, app_url=app_url, api_url=api_url, issuer=issuer, secret_key=secret_key
         )
+
+    @property
+    def allowed_insecure(self) -> set[str]:
+        return {g.strip() for g in self.allow_insecure.split(",") if g.strip()}
 
     @property
     def is_sqlite(self) -> bool:
