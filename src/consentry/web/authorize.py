@@ -44,9 +44,7 @@ async def _resume(rt: Runtime, request: Request) -> Response:
     """Back from the login page: pick up the request kept server-side for this session."""
     s = await sessions.load(rt, request)
     if s is None or not s.logged_in or s.pending_request is None:
-        return error_page(
-            request, 400, "Nothing to continue", "Start again from the application."
-        )
+        return error_page(request, 400, "Nothing to continue", "Start again from the application.")
     async with rt.db.read() as conn:
         row = await store.auth_request(conn, s.pending_request, int(time.time()))
         client = None

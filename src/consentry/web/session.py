@@ -8,7 +8,7 @@ no storage and changes when the session does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select, update
 from starlette.requests import Request
@@ -24,7 +24,7 @@ KIND = "session"
 
 @dataclass
 class Session:
-    raw_id: str
+    raw_id: str = field(repr=False)  # the cookie value: never in a log line or a repr
     user_id: int | None
     user_email: str | None
     user_name: str | None
@@ -65,9 +65,7 @@ async def load(rt: Runtime, request: Request) -> Session | None:
     return Session(raw, row.user_id, row.email, row.name, row.max_domain, row.pending_request)
 
 
-async def create(
-    rt: Runtime, user_id: int | None, pending_request: str | None = None
-) -> Session:
+async def create(rt: Runtime, user_id: int | None, pending_request: str | None = None) -> Session:
     raw = new_secret()
     now = int(time.time())
     ttl = rt.settings.session_ttl if user_id is not None else 3600
