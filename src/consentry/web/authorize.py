@@ -68,13 +68,15 @@ async def _proceed(
         await sessions.set_pending(rt, s, rt.keys.hash(request_id, REQUEST_KIND))
         return await login_page(request, client_name=client.name, session=s)
     assert s.user_id is not None
-    if client.owner_max_domain is not None and s.user_max_domain != client.owner_max_domain:
-        return error_page(
-            request,
-            403,
-            "Wrong account",
-            "This application belongs to a GetResponse MAX account; log in with that account.",
+    if s.user_max_domain != client.owner_max_domain:
+        # GetResponse MAX: a MAX account's users authorize only applications registered in
+        # that account, on its own domain; a standard account never authorizes a MAX app.
+        message = (
+            "This application belongs to a GetResponse MAX account; log in with that account."
+            if client.owner_max_domain is not None
+            else "A GetResponse MAX account can only authorize applications registered in it."
         )
+        return error_page(request, 403, "Wrong account", message)
     if rt.settings.remember_consent:
         async with rt.db.read() as conn:
             found, granted = await store.consent_scope(conn, s.user_id, client.id)
