@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -330,11 +332,18 @@ async def consent_scope(
 async def remember_consent(
     conn: AsyncConnection, user_id: int, client_pk: int, scope: str | None, now: int
 ) -> None:
-    await conn.execute(
-        delete(consents).where(consents.c.user_id == user_id, consents.c.client_pk == client_pk)
+    """Upsert in one statement: concurrent authorizations of one user and client must not
+    collide on the unique key (a DELETE then INSERT did, on PostgreSQL)."""
+    dialect = conn.dialect.name
+    upsert_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = upsert_insert(consents).values(
+        user_id=user_id, client_pk=client_pk, scope=scope, created_at=now
     )
     await conn.execute(
-        insert(consents).values(user_id=user_id, client_pk=client_pk, scope=scope, created_at=now)
+        stmt.on_conflict_do_update(
+            index_elements=[consents.c.user_id, consents.c.client_pk],
+            set_={"scope": stmt.excluded.scope, "created_at": stmt.excluded.created_at},
+        )
     )
 
 
