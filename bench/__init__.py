@@ -1,0 +1,1 @@
+"""consentry's benchmark harness: ``python -m bench`` (see docs/performance.md)."""
