@@ -139,6 +139,7 @@ class Consentry(Target):
                 "CONSENTRY_RATE_LIMIT_PER_SECOND": "1000000",
                 "CONSENTRY_RATE_LIMIT_PER_FRAME": "1000000000",
                 "CONSENTRY_RATE_LIMIT_CONCURRENT": "100000",
+                "CONSENTRY_TOKEN_RATE_LIMIT_PER_SECOND": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

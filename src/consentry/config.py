@@ -87,6 +87,13 @@ class Settings:
     login_limit_per_address: int = field(
         default=100, metadata={"doc": "Failed logins per client address per 10 minutes"}
     )
+    token_rate_limit_per_second: int = field(
+        default=200, metadata={"doc": "Token-endpoint requests per client per second; 0 = off"}
+    )
+    client_auth_failures: int = field(
+        default=20,
+        metadata={"doc": "Failed client authentications per client id and address per 10 minutes"},
+    )
     max_body_bytes: int = field(
         default=65536, metadata={"doc": "Largest accepted form/JSON body (logo uploads: 640 KiB)"}
     )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
+from limits import RateLimitItem, parse
 from starlette.requests import Request
 
 from consentry.crypto import equal
-from consentry.oauth.errors import oauth_error
+from consentry.http import client_host
+from consentry.oauth.errors import oauth_error, throttled
 from consentry.oauth.params import Params
 from consentry.runtime import Runtime
 from consentry.store.clients import Client, client_by_client_id
@@ -61,14 +64,28 @@ async def authenticate_client(rt: Runtime, request: Request, params: Params) -> 
         )
     if len(client_id) > 128 or len(secret) > 256:
         raise oauth_error("invalid_client", "client authentication failed")
+    # Guessing a secret: failures are counted per client id and address (RFC 6819 §5.1.4.2.3);
+    # a correct secret is refused too while the pair is throttled.
+    limit = rt.settings.client_auth_failures
+    throttle_key = "clientauth:" + rt.keys.hash(f"{client_id}\0{client_host(request)}", "throttle")
+    item = _failures_item(limit)
+    if limit and not await rt.limiter.test_counter(item, throttle_key):
+        raise throttled("too many failed client authentications, wait and retry", 600, limit)
     async with rt.db.read() as conn:
         client = await client_by_client_id(conn, client_id)
     expected = client.secret_hash if client is not None else _DUMMY_HASH
     ok = equal(rt.keys.hash(secret, SECRET_KIND), expected)
     if client is None or not ok:
+        if limit:
+            await rt.limiter.hit_counter(item, throttle_key)
         raise oauth_error("invalid_client", "client authentication failed")
     check_x_domain(request, client.owner_max_domain)
     return client
+
+
+@lru_cache(maxsize=8)
+def _failures_item(limit: int) -> RateLimitItem:
+    return parse(f"{max(limit, 1)}/600 seconds")
 
 
 def check_x_domain(request: Request, max_domain: str | None) -> None:

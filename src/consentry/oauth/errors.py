@@ -40,6 +40,8 @@ OAUTH_ERRORS: dict[str, tuple[int, int]] = {
     "unsupported_grant_type": (400, VALIDATION),
     "invalid_scope": (400, VALIDATION),
     "unsupported_token_type": (400, VALIDATION),  # RFC 7009 §2.2.1
+    # RFC 6749 §4.1.2.1's "try again later"; also what a rate-limited token request gets.
+    "temporarily_unavailable": (429, QUOTA),
 }
 
 
@@ -68,6 +70,18 @@ def oauth_error(error: str, description: str, **context: Any) -> ApiError:
     status, code = OAUTH_ERRORS[error]
     headers = {"WWW-Authenticate": 'Basic realm="consentry"'} if error == "invalid_client" else {}
     return ApiError(code, description, dict(context), status, error, headers)
+
+
+def throttled(description: str, retry_after: int, limit: int) -> ApiError:
+    """429 with GetResponse's 1015 body and ``Retry-After`` (token, revoke, introspect)."""
+    err = oauth_error(
+        "temporarily_unavailable",
+        description,
+        currentLimit=limit,
+        timeToReset=f"{retry_after} seconds",
+    )
+    err.headers["Retry-After"] = str(retry_after)
+    return err
 
 
 def validation(message: str, **context: Any) -> ApiError:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Any
 
+from limits import RateLimitItem, RateLimitItemPerSecond
 from starlette.requests import Request
 from starlette.responses import Response
 
 from consentry.http import JSON, NO_STORE, read_body
 from consentry.oauth.client_auth import authenticate_client
-from consentry.oauth.errors import oauth_error
+from consentry.oauth.errors import oauth_error, throttled
 from consentry.oauth.grants import authorization_code, client_credentials, refresh_token
 from consentry.oauth.params import (
     ParamError,
@@ -28,6 +30,11 @@ GRANTS: dict[str, Grant] = {
     "refresh_token": refresh_token.refresh,
     "client_credentials": client_credentials.issue,
 }
+
+
+@lru_cache(maxsize=8)
+def _per_second(n: int) -> RateLimitItem:
+    return RateLimitItemPerSecond(n)
 
 
 async def read_form(rt: Runtime, request: Request) -> Params:
@@ -61,6 +68,14 @@ async def token_endpoint(request: Request) -> Response:
     if grant_type is None:
         raise oauth_error("invalid_request", "missing parameter: grant_type")
     client = await authenticate_client(rt, request, params)
+    per_second = rt.settings.token_rate_limit_per_second
+    if per_second:
+        item = _per_second(per_second)
+        ok, reset = await rt.limiter.hit_counter(item, "token:" + client.client_id)
+        if not ok:
+            rt.metrics.rate_limited.labels("token").inc()
+            raise throttled("token request rate limit reached for this client", max(1, reset),
+                            per_second)
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise oauth_error(
