@@ -7,6 +7,7 @@ import math
 import re
 import secrets
 import time
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,8 @@ from consentry.runtime import Runtime
 from consentry.store.models import from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or misreads.
+DIGITS = re.compile(r"[0-9]{1,9}")
 FROM_FIELD_FIELDS = (
     "fromFieldId",
     "href",
@@ -74,7 +77,7 @@ async def read_json(rt: Runtime, request: Request) -> dict[str, Any]:
         )
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..."
         raise validation("The body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise validation("The body must be a JSON object")
@@ -121,10 +124,19 @@ async def get_account(request: Request, caller: Caller) -> Response:
 # --- from-fields -----------------------------------------------------------------------------
 
 
+def _storable(text: str) -> bool:
+    """No control characters (NUL above all) and no lone surrogates ("\\ud800" in JSON):
+    the database cannot store them, so they are a validation error, not a 500."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
 def _one(request: Request, name: str) -> str | None:
     values = request.query_params.getlist(name)
     if len(values) > 1:
         raise validation(f"Query parameter {name} was sent more than once", parameter=name)
+    if values and "\x00" in values[0]:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the query.
+        raise validation(f"Query parameter {name} contains a NUL character", parameter=name)
     return values[0] if values else None
 
 
@@ -132,7 +144,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = _one(request, name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not DIGITS.fullmatch(raw) or not lo <= int(raw) <= hi:
         raise validation(
             f"{name} must be an integer from {lo} to {hi}", parameter=name, value=raw[:32]
         )
@@ -198,7 +210,7 @@ async def list_from_fields(request: Request, caller: Caller) -> Response:
 
 
 async def _owned(conn: Any, caller: Caller, public_id: str) -> Any:
-    if len(public_id) > 32:
+    if len(public_id) > 32 or not _storable(public_id):
         raise not_found("From field not found", fromFieldId=public_id[:32])
     row = (
         await conn.execute(
@@ -228,9 +240,14 @@ async def create_from_field(request: Request, caller: Caller) -> Response:
     problems: dict[str, str] = {}
     email = data.get("email")
     name = data.get("name")
-    if not isinstance(email, str) or not EMAIL.fullmatch(email.strip()) or len(email) > 320:
+    if (
+        not isinstance(email, str)
+        or not EMAIL.fullmatch(email.strip())
+        or len(email) > 320
+        or not _storable(email)
+    ):
         problems["email"] = "a valid email address is required"
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not _storable(name):
         problems["name"] = "a name of 1 to 200 characters is required"
     unknown = sorted(set(data) - {"email", "name"})
     if unknown:

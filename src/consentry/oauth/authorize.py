@@ -81,7 +81,10 @@ class AuthRequest:
 
 
 def is_loopback_http(uri: str) -> bool:
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)  # raises on a malformed IPv6 host such as "http://[::1/cb"
+    except ValueError:
+        return False
     if parts.scheme != "http" or parts.hostname is None:
         return False
     try:

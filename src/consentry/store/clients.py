@@ -111,6 +111,8 @@ async def create_client(
 
 
 async def client_by_client_id(conn: AsyncConnection, client_id: str) -> Client | None:
+    if "\x00" in client_id:  # from a URL path ("%00"); PostgreSQL text cannot hold NUL
+        return None
     row = (
         await conn.execute(
             select(*_COLUMNS)
@@ -132,6 +134,8 @@ async def clients_of_owner(conn: AsyncConnection, owner_id: int) -> list[Client]
 
 
 async def client_logo(conn: AsyncConnection, client_id: str) -> tuple[bytes, str] | None:
+    if "\x00" in client_id:
+        return None
     row = (
         await conn.execute(
             select(clients.c.logo, clients.c.logo_mime).where(clients.c.client_id == client_id)
