@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from consentry.http import client_host
+from consentry.oauth.params import Params
 from consentry.runtime import Runtime
 from consentry.store.users import DuplicateError, create_user, normalize_email, user_by_email
 from consentry.web import session as sessions
@@ -68,6 +69,22 @@ def csrf_failed(request: Request) -> Response:
         "Form expired",
         "The form expired or was not sent from this site. Go back, reload the page and try again.",
     )
+
+
+async def posted_form(
+    request: Request,
+) -> tuple[Runtime, sessions.Session, Params] | Response:
+    """The checks every state-changing form shares, in one place: a readable, size-capped
+    body (else a 400 page) carrying this session's CSRF token (else a 403 page)."""
+    rt: Runtime = request.app.state.rt
+    s = await sessions.load(rt, request)
+    try:
+        form = await read_form(rt, request)
+    except FormError as exc:
+        return error_page(request, 400, "Invalid form", str(exc), context=base_context(rt, s))
+    if s is None or not sessions.csrf_ok(rt, s, form.get("csrf_token")):
+        return csrf_failed(request)
+    return rt, s, form
 
 
 async def start_session(
@@ -146,15 +163,10 @@ def _throttles(rt: Runtime, request: Request, email: str) -> list[tuple[RateLimi
 
 
 async def login_post(request: Request) -> Response:
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return csrf_failed(request)
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, form = posted
     email = (form.get("email") or "").strip()
     password = form.get_raw("password") or ""
     next_page = safe_next(form.get("next"))
@@ -205,15 +217,10 @@ async def signup_get(request: Request) -> Response:
 
 
 async def signup_post(request: Request) -> Response:
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return csrf_failed(request)
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, form = posted
     name = (form.get("name") or "").strip()
     email = (form.get("email") or "").strip()
     password = form.get_raw("password") or ""
@@ -248,15 +255,10 @@ async def signup_post(request: Request) -> Response:
 
 
 async def logout_post(request: Request) -> Response:
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return csrf_failed(request)
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, _form = posted
     await sessions.destroy(rt, s)
     response = redirect("/login")
     sessions.clear_cookie(rt, response)

@@ -18,8 +18,8 @@ from consentry.store import clients as store
 from consentry.store.clients import Client
 from consentry.web import flash
 from consentry.web import session as sessions
-from consentry.web.accounts import base_context, csrf_failed, login_redirect
-from consentry.web.forms import FormError, file_field, read_form, read_multipart, text_field
+from consentry.web.accounts import base_context, csrf_failed, login_redirect, posted_form
+from consentry.web.forms import FormError, file_field, read_multipart, text_field
 from consentry.web.logos import MAX_BYTES as LOGO_MAX_BYTES
 from consentry.web.logos import LogoError, process_logo
 from consentry.web.pages import ASSET_HEADERS, error_page, redirect, render
@@ -249,15 +249,10 @@ async def _owned_for_post(
     request: Request,
 ) -> tuple[Runtime, sessions.Session, Client] | Response:
     """CSRF, login and ownership checks shared by the POST actions on one app."""
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc), context=base_context(rt, s))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return csrf_failed(request)
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, _form = posted
     if not s.logged_in:
         return login_redirect("/apps")
     client = await _owned(rt, s, request.path_params["client_id"])

@@ -15,8 +15,7 @@ from consentry.runtime import Runtime
 from consentry.store import tokens as store
 from consentry.store.clients import Client, client_by_client_id
 from consentry.web import session as sessions
-from consentry.web.accounts import base_context, login_page, page_session
-from consentry.web.forms import FormError, read_form
+from consentry.web.accounts import base_context, login_page, page_session, posted_form
 from consentry.web.pages import error_page, redirect, render
 
 REQUEST_KIND = "auth_request"
@@ -94,17 +93,10 @@ async def _proceed(
 
 
 async def authorize_post(request: Request) -> Response:
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return error_page(
-            request, 403, "Form expired", "The form expired. Go back to the application and retry."
-        )
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, form = posted
     if not s.logged_in or s.user_id is None:
         return error_page(request, 403, "Not logged in", "Log in and start again.")
     decision = form.get("decision")

@@ -12,8 +12,7 @@ from consentry.runtime import Runtime
 from consentry.store import tokens as store
 from consentry.store.clients import client_by_client_id
 from consentry.web import session as sessions
-from consentry.web.accounts import base_context, csrf_failed, login_redirect
-from consentry.web.forms import FormError, read_form
+from consentry.web.accounts import base_context, login_redirect, posted_form
 from consentry.web.pages import error_page, redirect, render
 
 
@@ -35,15 +34,10 @@ async def connected_get(request: Request) -> Response:
 
 
 async def revoke_post(request: Request) -> Response:
-    rt: Runtime = request.app.state.rt
-    s = await sessions.load(rt, request)
-    try:
-        form = await read_form(rt, request)
-    except FormError as exc:
-        return error_page(request, 400, "Invalid form", str(exc), context=base_context(rt, s))
-    if not sessions.csrf_ok(rt, s, form.get("csrf_token")):
-        return csrf_failed(request)
-    assert s is not None
+    posted = await posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    rt, s, _form = posted
     if not s.logged_in or s.user_id is None:
         return login_redirect("/connected-apps")
     client_id: str = request.path_params["client_id"]
