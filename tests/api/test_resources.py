@@ -242,6 +242,13 @@ def test_fields_selects_members(seven: Account) -> None:
         assert set(f) == {"fromFieldId", "email", "isDefault"}
 
 
+def test_fields_naming_no_field_returns_every_field(seven: Account) -> None:
+    r = seven.call("GET", "/v3/from-fields", params={"fields": ",,"})
+    assert r.status_code == 200
+    for f in r.json():
+        assert {"fromFieldId", "email", "name", "isDefault", "isActive", "createdOn"} <= set(f)
+
+
 def test_accounts_never_see_each_others_from_fields(make_account: Any) -> None:
     a, b = make_account("Ann A"), make_account("Bob B")
     b_field = b.create("b-only@example.com").json()

@@ -179,7 +179,9 @@ async def list_from_fields(request: Request, caller: Caller) -> Response:
     fields_raw = _one(request, "fields")
     wanted: list[str] | None = None
     if fields_raw:
-        wanted = [f.strip() for f in fields_raw.split(",") if f.strip()]
+        # "fields=,," names no field: the same as no fields parameter, every field.
+        wanted = [f.strip() for f in fields_raw.split(",") if f.strip()] or None
+    if wanted is not None:
         bad = [f for f in wanted if f not in FROM_FIELD_FIELDS]
         if bad:
             raise validation("Unknown fields", fields=[b[:64] for b in bad[:10]])
