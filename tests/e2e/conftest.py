@@ -21,7 +21,9 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an event loop on the main thread
+# while it is open, and later tests that call asyncio.run() must not find one running.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} not found: apt-get install -y chromium"
