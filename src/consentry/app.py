@@ -62,12 +62,18 @@ class RequestContext:
         self.routes = routes
 
     def route_of(self, scope: Scope) -> str:
-        """The route template (not the raw path), so metrics labels stay bounded."""
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match.name == "FULL":
-                return str(getattr(route, "path", "other"))
-        return "unmatched"
+        """The route template (not the raw path), so metrics labels stay bounded.
+
+        Starlette's router leaves the route it dispatched to in ``scope["route"]``; reading
+        it back costs nothing, where matching every route again cost a regex per route per
+        request. A partial match (wrong method: the 405) counts as unmatched, as before."""
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        methods = getattr(route, "methods", None)
+        if methods is not None and scope["method"] not in methods:
+            return "unmatched"
+        return str(getattr(route, "path", "other"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
