@@ -23,6 +23,7 @@ from consentry.api.guard import Caller, prefetched, protected
 from consentry.http import JSON, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.runtime import Runtime
+from consentry.store.hot import Prepared
 from consentry.store.models import from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -41,6 +42,7 @@ FROM_FIELD_FIELDS = (
 )
 
 
+@lru_cache(maxsize=4096)
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
@@ -158,7 +160,7 @@ def _list_query(
 ) -> tuple[Select[Any], dict[str, Any]]:
     """The page query, with ``count(*) OVER ()`` for the total: one statement, not two."""
     if not email and not name:
-        return _plain_list_query(is_default, sort), {"p_user": user_id}
+        return _plain_list_query(is_default, sort).stmt, {"p_user": user_id}
     conds = [from_fields.c.user_id == bindparam("p_user")]
     if email:
         conds.append(func.lower(from_fields.c.email).contains(email.lower(), autoescape=True))
@@ -168,9 +170,11 @@ def _list_query(
 
 
 @lru_cache(maxsize=8)
-def _plain_list_query(is_default: bool | None, sort: str) -> Select[Any]:
-    # Built once per shape: SQLAlchemy memoizes the cache key on the statement object.
-    return _page_query([from_fields.c.user_id == bindparam("p_user")], is_default, sort)
+def _plain_list_query(is_default: bool | None, sort: str) -> Prepared:
+    # Built and compiled once per shape (no text filters: the common request).
+    return Prepared(
+        _page_query([from_fields.c.user_id == bindparam("p_user")], is_default, sort)
+    )
 
 
 def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[Any]:
@@ -219,7 +223,10 @@ def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any
     query, params = _list_query(caller.user_id, email, name, is_default, sort)
     params["p_limit"] = per_page
     params["p_offset"] = (page - 1) * per_page
-    rows = conn.execute(query, params).all()
+    if not email and not name:
+        rows = _plain_list_query(is_default, sort).all(conn, params)
+    else:
+        rows = list(conn.execute(query, params).all())
     if rows:
         total = int(rows[0].total_count)
     elif page > 1:

@@ -167,6 +167,13 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    def write_stats(self) -> tuple[int, int, int]:
+        """(batches, jobs, jobs waiting) of the SQLite group-commit writer; zeros if none."""
+        w = self._writer
+        if w is None:
+            return 0, 0, 0
+        return w.batches, w.jobs, w._queue.qsize()
+
     async def dispose(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -191,6 +198,8 @@ class _Writer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.batches = 0  # transactions committed or rolled back (for tests and metrics)
+        self.jobs = 0
         self._thread = threading.Thread(target=self._run, name="consentry-sqlite-writer",
                                         daemon=True)
         self._thread.start()
@@ -221,7 +230,10 @@ class _Writer:
                         stop = True
                         break
                     batch.append(job)
-                _deliver(_write_batch(conn, batch), batch)
+                outcomes = _write_batch(conn, batch)
+                self.batches += 1
+                self.jobs += len(batch)
+                _deliver(outcomes, batch)
                 if stop:
                     return
         finally:
@@ -241,15 +253,20 @@ def _write_batch(conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
                 conn.rollback()
                 return [(False, exc)]
         else:
+            # A SAVEPOINT per job, on the pysqlite connection itself (SQLAlchemy's root
+            # transaction is the batch's BEGIN IMMEDIATE; these nest inside it).
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
             for fn, args, _fut, _loop in batch:
-                savepoint = conn.begin_nested()
+                raw.execute("SAVEPOINT job")
                 try:
                     result = fn(conn, *args)
                 except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                    savepoint.rollback()
+                    raw.execute("ROLLBACK TO job")
+                    raw.execute("RELEASE job")
                     outcomes.append((False, exc))
                 else:
-                    savepoint.commit()
+                    raw.execute("RELEASE job")
                     outcomes.append((True, result))
         conn.commit()  # one fsync for the whole batch
     except BaseException as exc:  # noqa: BLE001 - BEGIN/SAVEPOINT/COMMIT failed: nobody wins

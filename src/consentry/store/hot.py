@@ -14,6 +14,7 @@ exactly one see a row. Everything is keyed by the value's keyed hash; no plainte
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,59 @@ from consentry.store.models import (
     refresh_tokens,
     users,
 )
+
+# --- prepared statements -----------------------------------------------------------------------
+
+
+class Prepared:
+    """A Core statement compiled once per dialect.
+
+    On SQLite it is executed straight on the pysqlite connection under the SQLAlchemy
+    ``Connection`` (same transaction): the compiled SQL string and its parameter order are
+    kept, so a call is one ``sqlite3`` execute and a namedtuple per row, without SQLAlchemy's
+    per-execution work (cache lookup, execution context, result processing). On any other
+    dialect (PostgreSQL via asyncpg) it is ``conn.execute(stmt, params)``: identical SQL,
+    SQLAlchemy's compiled cache. Rows support attribute and index access either way."""
+
+    __slots__ = ("stmt", "_sql", "_order", "_row")
+
+    def __init__(self, stmt: Any) -> None:
+        self.stmt = stmt
+        self._sql: str | None = None
+        self._order: tuple[str, ...] = ()
+        self._row: Any = None
+
+    def _sqlite(self, conn: Connection, params: dict[str, Any]) -> Any:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        if self._sql is None:
+            compiled = self.stmt.compile(dialect=conn.dialect)
+            self._order = tuple(compiled.positiontup or ())
+            self._sql = compiled.string
+        return raw.execute(self._sql, [params[n] for n in self._order])
+
+    def all(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        if conn.dialect.name != "sqlite":
+            return list(conn.execute(self.stmt, params).all())
+        cur = self._sqlite(conn, params)
+        rows = cur.fetchall()
+        row = self._row
+        if row is None:
+            names = [d[0] for d in cur.description]
+            row = self._row = namedtuple("Row", names, rename=True)._make  # type: ignore[attr-defined]
+        return [row(r) for r in rows]
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> Any:
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> None:
+        """Execute a statement without result rows (INSERT, UPDATE without RETURNING)."""
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.stmt, params)
+            return
+        self._sqlite(conn, params).close()
+
 
 # --- clients ---------------------------------------------------------------------------------
 
@@ -92,34 +146,38 @@ def client_from_row(r: Any) -> Client:
     )
 
 
-_CLIENT_BY_ID = (
-    select(*CLIENT_COLUMNS)
-    .join(users, users.c.id == clients.c.owner_id)
-    .where(clients.c.client_id == bindparam("p_client_id"))
+_CLIENT_BY_ID = Prepared(
+    
+        select(*CLIENT_COLUMNS)
+        .join(users, users.c.id == clients.c.owner_id)
+        .where(clients.c.client_id == bindparam("p_client_id"))
+    
 )
 
 
 def client_by_client_id(conn: Connection, client_id: str) -> Client | None:
     if "\x00" in client_id:  # from a URL path ("%00"); PostgreSQL text cannot hold NUL
         return None
-    row = conn.execute(_CLIENT_BY_ID, {"p_client_id": client_id}).first()
+    row = _CLIENT_BY_ID.first(conn, {"p_client_id": client_id})
     return client_from_row(row) if row is not None else None
 
 
 # --- grants ----------------------------------------------------------------------------------
 
-_TOUCH_GRANT = (
-    update(grants)
-    .where(grants.c.id == bindparam("p_id"), grants.c.revoked_at.is_(None))
-    .values(last_used_at=bindparam("p_now"))
-    .returning(grants.c.id)
+_TOUCH_GRANT = Prepared(
+    
+        update(grants)
+        .where(grants.c.id == bindparam("p_id"), grants.c.revoked_at.is_(None))
+        .values(last_used_at=bindparam("p_now"))
+        .returning(grants.c.id)
+    
 )
 
 
 def touch_live_grant(conn: Connection, grant_id: int, now: int) -> bool:
     """Mark the grant used; False if it was revoked. Also row-locks it against a racing
     revocation, so tokens are never minted into a grant that is being revoked."""
-    return conn.execute(_TOUCH_GRANT, {"p_id": grant_id, "p_now": now}).first() is not None
+    return _TOUCH_GRANT.first(conn, {"p_id": grant_id, "p_now": now}) is not None
 
 
 _REVOKE_GRANTS = (
@@ -152,15 +210,17 @@ def revoke_grants(conn: Connection, grant_ids: Sequence[int], now: int) -> None:
 
 # --- codes -----------------------------------------------------------------------------------
 
-_SPEND_CODE = (
-    update(codes)
-    .where(
-        codes.c.code_hash == bindparam("p_hash"),
-        codes.c.client_pk == bindparam("p_client"),
-        codes.c.spent_at.is_(None),
-    )
-    .values(spent_at=bindparam("p_now"))
-    .returning(*codes.c)
+_SPEND_CODE = Prepared(
+    
+        update(codes)
+        .where(
+            codes.c.code_hash == bindparam("p_hash"),
+            codes.c.client_pk == bindparam("p_client"),
+            codes.c.spent_at.is_(None),
+        )
+        .values(spent_at=bindparam("p_now"))
+        .returning(*codes.c)
+    
 )
 
 
@@ -169,22 +229,40 @@ def spend_code(conn: Connection, code_hash: str, client_pk: int, now: int) -> An
 
     Bound to the client in the WHERE clause so another client holding a stolen code cannot
     even burn it (RFC 6749 §4.1.3)."""
-    return conn.execute(
-        _SPEND_CODE, {"p_hash": code_hash, "p_client": client_pk, "p_now": now}
-    ).first()
+    return _SPEND_CODE.first(conn, {"p_hash": code_hash, "p_client": client_pk, "p_now": now})
 
 
-_CODE_BY_HASH = select(codes).where(codes.c.code_hash == bindparam("p_hash"))
+_CODE_BY_HASH = Prepared(
+    select(codes).where(codes.c.code_hash == bindparam("p_hash"))
+)
 
 
 def code_by_hash(conn: Connection, code_hash: str) -> Any:
-    return conn.execute(_CODE_BY_HASH, {"p_hash": code_hash}).first()
+    return _CODE_BY_HASH.first(conn, {"p_hash": code_hash})
 
 
 # --- access and refresh tokens -----------------------------------------------------------------
 
-_INSERT_ACCESS = access_tokens.insert()
-_INSERT_REFRESH = refresh_tokens.insert()
+_INSERT_ACCESS = Prepared(
+    access_tokens.insert().values(
+        token_hash=bindparam("p_token_hash"),
+        client_pk=bindparam("p_client_pk"),
+        user_id=bindparam("p_user_id"),
+        grant_id=bindparam("p_grant_id"),
+        scope=bindparam("p_scope"),
+        expires_at=bindparam("p_expires_at"),
+    )
+)
+_INSERT_REFRESH = Prepared(
+    refresh_tokens.insert().values(
+        token_hash=bindparam("p_token_hash"),
+        client_pk=bindparam("p_client_pk"),
+        user_id=bindparam("p_user_id"),
+        grant_id=bindparam("p_grant_id"),
+        scope=bindparam("p_scope"),
+        expires_at=bindparam("p_expires_at"),
+    )
+)
 
 
 def insert_access_token(
@@ -197,15 +275,15 @@ def insert_access_token(
     scope: str | None,
     expires_at: int,
 ) -> None:
-    conn.execute(
-        _INSERT_ACCESS,
+    _INSERT_ACCESS.run(
+        conn,
         {
-            "token_hash": token_hash,
-            "client_pk": client_pk,
-            "user_id": user_id,
-            "grant_id": grant_id,
-            "scope": scope,
-            "expires_at": expires_at,
+            "p_token_hash": token_hash,
+            "p_client_pk": client_pk,
+            "p_user_id": user_id,
+            "p_grant_id": grant_id,
+            "p_scope": scope,
+            "p_expires_at": expires_at,
         },
     )
 
@@ -220,39 +298,41 @@ def insert_refresh_token(
     scope: str | None,
     expires_at: int,
 ) -> None:
-    conn.execute(
-        _INSERT_REFRESH,
+    _INSERT_REFRESH.run(
+        conn,
         {
-            "token_hash": token_hash,
-            "client_pk": client_pk,
-            "user_id": user_id,
-            "grant_id": grant_id,
-            "scope": scope,
-            "expires_at": expires_at,
+            "p_token_hash": token_hash,
+            "p_client_pk": client_pk,
+            "p_user_id": user_id,
+            "p_grant_id": grant_id,
+            "p_scope": scope,
+            "p_expires_at": expires_at,
         },
     )
 
 
-_SPEND_REFRESH = (
-    update(refresh_tokens)
-    .where(
-        refresh_tokens.c.token_hash == bindparam("p_hash"),
-        refresh_tokens.c.client_pk == bindparam("p_client"),
-        refresh_tokens.c.spent_at.is_(None),
-        refresh_tokens.c.expires_at > bindparam("p_now"),
-    )
-    .values(
-        spent_at=bindparam("p_now"),
-        retry_blob=bindparam("p_blob"),
-        successor_hash=bindparam("p_successor"),
-    )
-    .returning(
-        refresh_tokens.c.id,
-        refresh_tokens.c.grant_id,
-        refresh_tokens.c.user_id,
-        refresh_tokens.c.scope,
-        refresh_tokens.c.expires_at,
-    )
+_SPEND_REFRESH = Prepared(
+    
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.token_hash == bindparam("p_hash"),
+            refresh_tokens.c.client_pk == bindparam("p_client"),
+            refresh_tokens.c.spent_at.is_(None),
+            refresh_tokens.c.expires_at > bindparam("p_now"),
+        )
+        .values(
+            spent_at=bindparam("p_now"),
+            retry_blob=bindparam("p_blob"),
+            successor_hash=bindparam("p_successor"),
+        )
+        .returning(
+            refresh_tokens.c.id,
+            refresh_tokens.c.grant_id,
+            refresh_tokens.c.user_id,
+            refresh_tokens.c.scope,
+            refresh_tokens.c.expires_at,
+        )
+    
 )
 
 
@@ -266,8 +346,8 @@ def spend_refresh_token(
     successor_hash: str,
 ) -> Any:
     """Rotate: spend a live refresh token of this client in one statement (RFC 9700 §4.14.2)."""
-    return conn.execute(
-        _SPEND_REFRESH,
+    return _SPEND_REFRESH.first(
+        conn,
         {
             "p_hash": token_hash,
             "p_client": client_pk,
@@ -275,46 +355,52 @@ def spend_refresh_token(
             "p_blob": retry_blob,
             "p_successor": successor_hash,
         },
-    ).first()
+    )
 
 
-_REFRESH_BY_HASH = (
-    select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
-    .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-    .where(refresh_tokens.c.token_hash == bindparam("p_hash"))
+_REFRESH_BY_HASH = Prepared(
+    
+        select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
+        .join(grants, grants.c.id == refresh_tokens.c.grant_id)
+        .where(refresh_tokens.c.token_hash == bindparam("p_hash"))
+    
 )
 
 
 def refresh_token_by_hash(conn: Connection, token_hash: str) -> Any:
     """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
-    return conn.execute(_REFRESH_BY_HASH, {"p_hash": token_hash}).first()
+    return _REFRESH_BY_HASH.first(conn, {"p_hash": token_hash})
 
 
-_REFRESH_UNSPENT = (
-    select(refresh_tokens.c.id)
-    .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-    .where(
-        refresh_tokens.c.token_hash == bindparam("p_hash"),
-        refresh_tokens.c.spent_at.is_(None),
-        grants.c.revoked_at.is_(None),
-    )
+_REFRESH_UNSPENT = Prepared(
+    
+        select(refresh_tokens.c.id)
+        .join(grants, grants.c.id == refresh_tokens.c.grant_id)
+        .where(
+            refresh_tokens.c.token_hash == bindparam("p_hash"),
+            refresh_tokens.c.spent_at.is_(None),
+            grants.c.revoked_at.is_(None),
+        )
+    
 )
 
 
 def refresh_token_is_unspent(conn: Connection, token_hash: str) -> bool:
-    return conn.execute(_REFRESH_UNSPENT, {"p_hash": token_hash}).first() is not None
+    return _REFRESH_UNSPENT.first(conn, {"p_hash": token_hash}) is not None
 
 
-_REFRESH_NAMES = (
-    select(clients.c.client_id, users.c.account_id)
-    .select_from(clients)
-    .join(users, users.c.id == bindparam("p_user"))
-    .where(clients.c.id == bindparam("p_client"))
+_REFRESH_NAMES = Prepared(
+    
+        select(clients.c.client_id, users.c.account_id)
+        .select_from(clients)
+        .join(users, users.c.id == bindparam("p_user"))
+        .where(clients.c.id == bindparam("p_client"))
+    
 )
 
 
 def client_and_account_ids(conn: Connection, client_pk: int, user_id: int) -> Any:
-    return conn.execute(_REFRESH_NAMES, {"p_user": user_id, "p_client": client_pk}).first()
+    return _REFRESH_NAMES.first(conn, {"p_user": user_id, "p_client": client_pk})
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,30 +419,32 @@ class AccessToken:
     revoked: bool
 
 
-_ACCESS_TOKEN = (
-    select(
-        access_tokens.c.id,
-        access_tokens.c.client_pk,
-        clients.c.client_id,
-        access_tokens.c.user_id,
-        users.c.account_id,
-        users.c.max_domain,
-        access_tokens.c.grant_id,
-        access_tokens.c.scope,
-        access_tokens.c.expires_at,
-        access_tokens.c.revoked_at,
-        grants.c.revoked_at.label("grant_revoked_at"),
-    )
-    .join(clients, clients.c.id == access_tokens.c.client_pk)
-    .join(users, users.c.id == access_tokens.c.user_id)
-    .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
-    .where(access_tokens.c.token_hash == bindparam("p_hash"))
+_ACCESS_TOKEN = Prepared(
+    
+        select(
+            access_tokens.c.id,
+            access_tokens.c.client_pk,
+            clients.c.client_id,
+            access_tokens.c.user_id,
+            users.c.account_id,
+            users.c.max_domain,
+            access_tokens.c.grant_id,
+            access_tokens.c.scope,
+            access_tokens.c.expires_at,
+            access_tokens.c.revoked_at,
+            grants.c.revoked_at.label("grant_revoked_at"),
+        )
+        .join(clients, clients.c.id == access_tokens.c.client_pk)
+        .join(users, users.c.id == access_tokens.c.user_id)
+        .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
+        .where(access_tokens.c.token_hash == bindparam("p_hash"))
+    
 )
 
 
 def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
     """One statement: the token, its owner, its client and whether its grant still lives."""
-    r = conn.execute(_ACCESS_TOKEN, {"p_hash": token_hash}).first()
+    r = _ACCESS_TOKEN.first(conn, {"p_hash": token_hash})
     if r is None:
         return None
     return AccessToken(
@@ -373,12 +461,14 @@ def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
     )
 
 
-_REVOKE_ACCESS = (
-    update(access_tokens)
-    .where(access_tokens.c.id == bindparam("p_id"), access_tokens.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("p_now"))
+_REVOKE_ACCESS = Prepared(
+    
+        update(access_tokens)
+        .where(access_tokens.c.id == bindparam("p_id"), access_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=bindparam("p_now"))
+    
 )
 
 
 def revoke_access_token(conn: Connection, token_id: int, now: int) -> None:
-    conn.execute(_REVOKE_ACCESS, {"p_id": token_id, "p_now": now})
+    _REVOKE_ACCESS.run(conn, {"p_id": token_id, "p_now": now})
