@@ -126,7 +126,13 @@ class Database:
             finally:
                 conn.rollback()  # a read: ends the snapshot (nothing to commit)
             return result
-        async with self.engine.connect() as aconn, aconn.begin():
+        # PostgreSQL reads run in autocommit: under READ COMMITTED every statement has its own
+        # snapshot anyway, and this saves the BEGIN and COMMIT round trips.
+        if self.is_sqlite:  # in-memory SQLite: no second connection can see it
+            async with self.engine.connect() as aconn, aconn.begin():
+                return await aconn.run_sync(fn, *args)
+        async with self.engine.connect() as aconn:
+            aconn = await aconn.execution_options(isolation_level="AUTOCOMMIT")
             return await aconn.run_sync(fn, *args)
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
