@@ -9,18 +9,21 @@ import secrets
 import time
 import unicodedata
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import Select, and_, bindparam, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from consentry.api.guard import Caller, protected
+from consentry.api.guard import Caller, prefetched, protected
 from consentry.http import JSON, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.runtime import Runtime
+from consentry.store.hot import Prepared
 from consentry.store.models import from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -39,6 +42,7 @@ FROM_FIELD_FIELDS = (
 )
 
 
+@lru_cache(maxsize=4096)
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
@@ -151,9 +155,46 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return int(raw)
 
 
-@protected("from-fields.read")
-async def list_from_fields(request: Request, caller: Caller) -> Response:
-    rt: Runtime = request.app.state.rt
+def _list_query(
+    user_id: int, email: str | None, name: str | None, is_default: bool | None, sort: str
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The page query, with ``count(*) OVER ()`` for the total: one statement, not two."""
+    if not email and not name:
+        return _plain_list_query(is_default, sort).stmt, {"p_user": user_id}
+    conds = [from_fields.c.user_id == bindparam("p_user")]
+    if email:
+        conds.append(func.lower(from_fields.c.email).contains(email.lower(), autoescape=True))
+    if name:
+        conds.append(func.lower(from_fields.c.name).contains(name.lower(), autoescape=True))
+    return _page_query(conds, is_default, sort), {"p_user": user_id}
+
+
+@lru_cache(maxsize=8)
+def _plain_list_query(is_default: bool | None, sort: str) -> Prepared:
+    # Built and compiled once per shape (no text filters: the common request).
+    return Prepared(
+        _page_query([from_fields.c.user_id == bindparam("p_user")], is_default, sort)
+    )
+
+
+def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[Any]:
+    if is_default is not None:
+        conds = [*conds, from_fields.c.is_default == is_default]
+    order = from_fields.c.created_at.asc() if sort == "ASC" else from_fields.c.created_at.desc()
+    order_id = from_fields.c.id.asc() if sort == "ASC" else from_fields.c.id.desc()
+    return (
+        select(from_fields, func.count().over().label("total_count"))
+        .where(and_(*conds))
+        .order_by(order, order_id)
+        .limit(bindparam("p_limit"))
+        .offset(bindparam("p_offset"))
+    )
+
+
+def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any:
+    """Validate the list request and read one page (and the total) in one statement.
+
+    Runs inside the bearer guard's database read (``protected(..., prefetch=...)``)."""
     known = {"query[email]", "query[name]", "query[isDefault]", "sort[createdOn]", "fields"}
     known |= {"page", "perPage"}
     unknown = sorted(k for k in request.query_params if k not in known)
@@ -161,18 +202,14 @@ async def list_from_fields(request: Request, caller: Caller) -> Response:
         raise validation("Unknown query parameters", parameters=[u[:64] for u in unknown[:10]])
     page = _int_param(request, "page", 1, 1, 1_000_000)
     per_page = _int_param(request, "perPage", 100, 1, 1000)
-    conds = [from_fields.c.user_id == caller.user_id]
     email = _one(request, "query[email]")
-    if email:
-        conds.append(func.lower(from_fields.c.email).contains(email.lower(), autoescape=True))
     name = _one(request, "query[name]")
-    if name:
-        conds.append(func.lower(from_fields.c.name).contains(name.lower(), autoescape=True))
-    is_default = _one(request, "query[isDefault]")
-    if is_default is not None:
-        if is_default not in ("true", "false"):
+    is_default_raw = _one(request, "query[isDefault]")
+    is_default: bool | None = None
+    if is_default_raw is not None:
+        if is_default_raw not in ("true", "false"):
             raise validation("query[isDefault] must be true or false", parameter="query[isDefault]")
-        conds.append(from_fields.c.is_default == (is_default == "true"))
+        is_default = is_default_raw == "true"
     sort = (_one(request, "sort[createdOn]") or "ASC").upper()
     if sort not in ("ASC", "DESC"):
         raise validation("sort[createdOn] must be ASC or DESC", parameter="sort[createdOn]")
@@ -185,20 +222,31 @@ async def list_from_fields(request: Request, caller: Caller) -> Response:
         bad = [f for f in wanted if f not in FROM_FIELD_FIELDS]
         if bad:
             raise validation("Unknown fields", fields=[b[:64] for b in bad[:10]])
-    order = from_fields.c.created_at.asc() if sort == "ASC" else from_fields.c.created_at.desc()
-    order_id = from_fields.c.id.asc() if sort == "ASC" else from_fields.c.id.desc()
-    query: Select[Any] = (
-        select(from_fields)
-        .where(and_(*conds))
-        .order_by(order, order_id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    )
-    async with rt.db.read() as conn:
-        total = (
-            await conn.execute(select(func.count()).select_from(from_fields).where(and_(*conds)))
-        ).scalar_one()
-        rows = (await conn.execute(query)).all()
+    query, params = _list_query(caller.user_id, email, name, is_default, sort)
+    params["p_limit"] = per_page
+    params["p_offset"] = (page - 1) * per_page
+    if not email and not name:
+        rows = _plain_list_query(is_default, sort).all(conn, params)
+    else:
+        rows = list(conn.execute(query, params).all())
+    if rows:
+        total = int(rows[0].total_count)
+    elif page > 1:
+        # Past the last page: no row carries the total, so count (rare).
+        unpaged = query.limit(None).offset(None).order_by(None).subquery()
+        total = int(conn.execute(select(func.count()).select_from(unpaged), params).scalar_one())
+    else:
+        total = 0
+    return rows, total, page, per_page, wanted
+
+
+@protected("from-fields.read", prefetch=_read_from_fields)
+async def list_from_fields(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    got = prefetched(request)
+    if got is None:
+        got = await rt.db.run_read(_read_from_fields, request, caller)
+    rows, total, page, per_page, wanted = got
     items = [from_field_json(rt, r) for r in rows]
     if wanted is not None:
         keep = set(wanted) | {"fromFieldId"}

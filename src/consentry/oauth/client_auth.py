@@ -19,7 +19,7 @@ from consentry.http import client_host
 from consentry.oauth.errors import oauth_error, throttled
 from consentry.oauth.params import Params
 from consentry.runtime import Runtime
-from consentry.store.clients import Client, client_by_client_id
+from consentry.store.hot import Client, client_by_client_id
 
 SECRET_KIND = "client_secret"  # noqa: S105 - a hash domain label, not a secret
 # Compared against when the client id is unknown, so both paths cost the same.
@@ -71,8 +71,7 @@ async def authenticate_client(rt: Runtime, request: Request, params: Params) -> 
     item = _failures_item(limit)
     if limit and not await rt.limiter.test_counter(item, throttle_key):
         raise throttled("too many failed client authentications, wait and retry", 600, limit)
-    async with rt.db.read() as conn:
-        client = await client_by_client_id(conn, client_id)
+    client = await rt.db.run_read(client_by_client_id, client_id)
     expected = client.secret_hash if client is not None else _DUMMY_HASH
     ok = equal(rt.keys.hash(secret, SECRET_KIND), expected)
     if client is None or not ok:

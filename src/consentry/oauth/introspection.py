@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,8 +15,7 @@ from consentry.oauth.errors import oauth_error
 from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND
 from consentry.oauth.token import read_form
 from consentry.runtime import Runtime
-from consentry.store import tokens as store
-from consentry.store.models import clients, users
+from consentry.store import hot
 
 INACTIVE = {"active": False}
 
@@ -28,27 +28,48 @@ async def introspection_endpoint(request: Request) -> Response:
     if token is None:
         raise oauth_error("invalid_request", "missing parameter: token")
     hint = params.get("token_type_hint")
-    now = int(time.time())
+    kinds = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
+    found = await rt.db.run_read(
+        _lookup,
+        kinds,
+        rt.keys.hash(token, ACCESS_KIND),
+        rt.keys.hash(token, REFRESH_KIND),
+        int(time.time()),
+        rt.settings.issuer,
+    )
     body: dict[str, Any] = INACTIVE
-    async with rt.db.read() as conn:
-        kinds = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
-        for kind in kinds:
-            found = await (_access if kind == "access" else _refresh)(rt, conn, token, now)
-            if found is None:
-                continue
-            owner_pk, info = found
-            # RFC 7662 §4: only the token's own client or a registered resource server
-            # may learn about a token; to anyone else it is simply not active.
-            if info.get("active") and (owner_pk == client.id or client.is_resource_server):
-                body = info
-            break
+    if found is not None:
+        owner_pk, info = found
+        # RFC 7662 §4: only the token's own client or a registered resource server
+        # may learn about a token; to anyone else it is simply not active.
+        if info.get("active") and (owner_pk == client.id or client.is_resource_server):
+            body = info
     return JSON(body, headers=NO_STORE)
 
 
-async def _access(
-    rt: Runtime, conn: Any, token: str, now: int
+def _lookup(
+    conn: Connection,
+    kinds: tuple[str, str],
+    access_hash: str,
+    refresh_hash: str,
+    now: int,
+    issuer: str,
 ) -> tuple[int, dict[str, Any]] | None:
-    at = await store.access_token(conn, rt.keys.hash(token, ACCESS_KIND))
+    """The read job: (owning client pk, response) of the first kind the token is, or None."""
+    for kind in kinds:
+        if kind == "access":
+            found = _access(conn, access_hash, now, issuer)
+        else:
+            found = _refresh(conn, refresh_hash, now, issuer)
+        if found is not None:
+            return found
+    return None
+
+
+def _access(
+    conn: Connection, token_hash: str, now: int, issuer: str
+) -> tuple[int, dict[str, Any]] | None:
+    at = hot.access_token(conn, token_hash)
     if at is None:
         return None
     if at.revoked or at.expires_at <= now:
@@ -60,35 +81,27 @@ async def _access(
         "scope": at.scope,
         "token_type": "Bearer",
         "sub": at.account_id,
-        "iss": rt.settings.issuer,
+        "iss": issuer,
     }
 
 
-async def _refresh(
-    rt: Runtime, conn: Any, token: str, now: int
+def _refresh(
+    conn: Connection, token_hash: str, now: int, issuer: str
 ) -> tuple[int, dict[str, Any]] | None:
-    from sqlalchemy import select
-
-    row = await store.refresh_token_by_hash(conn, rt.keys.hash(token, REFRESH_KIND))
+    row = hot.refresh_token_by_hash(conn, token_hash)
     if row is None:
         return None
-    dead = row["grant_revoked_at"] is not None or row["spent_at"] is not None
-    if dead or row["expires_at"] <= now:
-        return int(row["client_pk"]), INACTIVE
-    names = (
-        await conn.execute(
-            select(clients.c.client_id, users.c.account_id)
-            .select_from(clients)
-            .join(users, users.c.id == row["user_id"])
-            .where(clients.c.id == row["client_pk"])
-        )
-    ).first()
-    return int(row["client_pk"]), {
+    dead = row.grant_revoked_at is not None or row.spent_at is not None
+    if dead or row.expires_at <= now:
+        return int(row.client_pk), INACTIVE
+    names = hot.client_and_account_ids(conn, int(row.client_pk), int(row.user_id))
+    assert names is not None
+    return int(row.client_pk), {
         "active": True,
         "client_id": names.client_id,
-        "exp": row["expires_at"],
-        "scope": row["scope"],
+        "exp": row.expires_at,
+        "scope": row.scope,
         "token_type": "refresh_token",
         "sub": names.account_id,
-        "iss": rt.settings.issuer,
+        "iss": issuer,
     }

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from consentry.crypto import new_token
-from consentry.runtime import Runtime
-from consentry.store import tokens as store
+from consentry.store import hot
 
 ACCESS_KIND = "access_token"
 REFRESH_KIND = "refresh_token"
@@ -30,38 +29,37 @@ def token_body(
     return body
 
 
-async def insert_pair(
-    rt: Runtime,
-    conn: AsyncConnection,
-    *,
-    access_token: str,
-    refresh_token: str | None,
+def insert_pair(
+    conn: Connection,
+    access_hash: str,
+    refresh_hash: str | None,
     client_pk: int,
     user_id: int,
     grant_id: int | None,
     scope: str | None,
-    now: int,
-    access_ttl: int,
+    access_expires_at: int,
+    refresh_expires_at: int,
 ) -> None:
-    await store.insert_access_token(
+    """Insert the rows of a new access token (and refresh token): keyed hashes only."""
+    hot.insert_access_token(
         conn,
-        token_hash=rt.keys.hash(access_token, ACCESS_KIND),
+        token_hash=access_hash,
         client_pk=client_pk,
         user_id=user_id,
         grant_id=grant_id,
         scope=scope,
-        expires_at=now + access_ttl,
+        expires_at=access_expires_at,
     )
-    if refresh_token is not None:
+    if refresh_hash is not None:
         assert grant_id is not None
-        await store.insert_refresh_token(
+        hot.insert_refresh_token(
             conn,
-            token_hash=rt.keys.hash(refresh_token, REFRESH_KIND),
+            token_hash=refresh_hash,
             client_pk=client_pk,
             user_id=user_id,
             grant_id=grant_id,
             scope=scope,
-            expires_at=now + rt.settings.refresh_token_ttl,
+            expires_at=refresh_expires_at,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,7 +14,7 @@ from consentry.oauth.errors import oauth_error
 from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND
 from consentry.oauth.token import read_form
 from consentry.runtime import Runtime
-from consentry.store import tokens as store
+from consentry.store import hot
 
 
 async def revocation_endpoint(request: Request) -> Response:
@@ -25,28 +26,45 @@ async def revocation_endpoint(request: Request) -> Response:
         raise oauth_error("invalid_request", "missing parameter: token")
     hint = params.get("token_type_hint")  # RFC 7009 §2.1: a hint only; unknown ones ignored
     now = int(time.time())
-    access_hash = rt.keys.hash(token, ACCESS_KIND)
-    refresh_hash = rt.keys.hash(token, REFRESH_KIND)
-    async with rt.db.write() as conn:
-        order = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
-        for kind in order:
-            if kind == "access":
-                at = await store.access_token(conn, access_hash)
-                if at is None:
-                    continue
-                if at.client_pk != client.id:
-                    raise oauth_error("unauthorized_client", "token was not issued to this client")
-                await store.revoke_access_token(conn, at.id, now)
-                rt.metrics.tokens_revoked.labels("access_token").inc()
-                break
-            rt_row = await store.refresh_token_by_hash(conn, refresh_hash)
-            if rt_row is None:
-                continue
-            if rt_row["client_pk"] != client.id:
-                raise oauth_error("unauthorized_client", "token was not issued to this client")
-            # Revoking a refresh token ends its grant and every token in it (RFC 7009 §2.1).
-            await store.revoke_grants(conn, [int(rt_row["grant_id"])], now)
-            rt.metrics.tokens_revoked.labels("refresh_token").inc()
-            break
+    order = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
+    revoked = await rt.db.run_write(
+        _revoke,
+        order,
+        rt.keys.hash(token, ACCESS_KIND),
+        rt.keys.hash(token, REFRESH_KIND),
+        client.id,
+        now,
+    )
+    if revoked is not None:
+        rt.metrics.tokens_revoked.labels(revoked).inc()
     # RFC 7009 §2.2: 200 also for an unknown or already invalid token.
     return Response(status_code=200, headers=NO_STORE)
+
+
+def _revoke(
+    conn: Connection,
+    order: tuple[str, str],
+    access_hash: str,
+    refresh_hash: str,
+    client_pk: int,
+    now: int,
+) -> str | None:
+    """The write job: revoke the token (the kind revoked), or None if it is unknown."""
+    for kind in order:
+        if kind == "access":
+            at = hot.access_token(conn, access_hash)
+            if at is None:
+                continue
+            if at.client_pk != client_pk:
+                raise oauth_error("unauthorized_client", "token was not issued to this client")
+            hot.revoke_access_token(conn, at.id, now)
+            return "access_token"
+        rt_row = hot.refresh_token_by_hash(conn, refresh_hash)
+        if rt_row is None:
+            continue
+        if rt_row.client_pk != client_pk:
+            raise oauth_error("unauthorized_client", "token was not issued to this client")
+        # Revoking a refresh token ends its grant and every token in it (RFC 7009 §2.1).
+        hot.revoke_grants(conn, [int(rt_row.grant_id)], now)
+        return "refresh_token"
+    return None

@@ -1,23 +1,53 @@
-"""Engine creation and the two kinds of transaction consentry uses: read and write.
+"""Engine creation and the ways consentry talks to its database.
 
-SQLite: WAL journal, foreign keys on, a busy timeout, and write transactions opened with
-``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of failing to upgrade a
-read lock mid-transaction. PostgreSQL: asyncpg, READ COMMITTED; atomicity comes from
-conditional ``UPDATE ... RETURNING`` statements, not from the isolation level.
+Two kinds of entry point:
+
+* ``await db.run_read(fn, *args)`` / ``await db.run_write(fn, *args)`` run a plain
+  synchronous function of a SQLAlchemy ``Connection`` (Core statements) as one transaction.
+  The request hot paths (token endpoint, introspection, revocation, the bearer guard) use
+  these. On PostgreSQL they run through ``AsyncConnection.run_sync`` (asyncpg, one
+  transaction). On SQLite:
+
+  - reads run directly on the calling (event-loop) thread on a dedicated pysqlite
+    connection: a WAL read is a few microseconds and never waits for a writer;
+  - writes go to ONE writer thread that drains a queue of write jobs and runs each batch in
+    one ``BEGIN IMMEDIATE`` transaction with a ``SAVEPOINT`` per job (a job that raises rolls
+    back only itself and gets its exception), then ``COMMIT``s once: group commit, one fsync
+    (``synchronous=FULL``) for every job in the batch. No job's future is resolved before
+    that COMMIT returned, so nothing is answered before it is durable.
+
+* ``async with db.read() / db.write()`` hand out an ``AsyncConnection`` for everything else
+  (pages, CLI, purge), as before.
+
+SQLite: WAL journal, foreign keys on, ``synchronous=FULL``, a busy timeout (several processes
+on one file still work: they queue on SQLite's lock), and write transactions opened with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing to upgrade a read
+lock mid-transaction. PostgreSQL: asyncpg, READ COMMITTED; atomicity comes from conditional
+``UPDATE ... RETURNING`` statements, not from the isolation level.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from consentry.config import Settings, sqlite_path
+
+T = TypeVar("T")
+log = logging.getLogger("consentry.db")
+
+# Most jobs one group commit carries; more wait for the next batch.
+MAX_BATCH = 256
 
 
 def async_url(url: str) -> str:
@@ -35,16 +65,21 @@ def sync_url(url: str) -> str:
     return async_url(url)
 
 
+def pysqlite_url(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+
+
 class Database:
-    """Owns the engine; hands out read and write transactions."""
+    """Owns the engines; runs read and write transactions."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
         url = async_url(settings.database_url)
         kwargs: dict[str, Any] = {}
+        path = sqlite_path(settings.database_url) if self.is_sqlite else None
         if self.is_sqlite:
-            path = sqlite_path(settings.database_url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
@@ -60,8 +95,62 @@ class Database:
         # hide_parameters: an SQL error in a log must not carry values (hashes, names).
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **kwargs)
         self._write_lock = asyncio.Lock()
+        # The direct SQLite path needs a file both connections open (":memory:" would give
+        # each its own empty database); an in-memory URL falls back to the async engine.
+        self._direct = self.is_sqlite and path is not None
+        self._sync_engine: Engine | None = None
+        self._reader: Connection | None = None
+        self._writer: _Writer | None = None
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine.sync_engine)
+        if self._direct:
+            self._sync_engine = create_engine(
+                pysqlite_url(settings.database_url),
+                hide_parameters=True,
+                poolclass=NullPool,
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            _configure_sqlite(self._sync_engine)
+
+    # --- synchronous functions as transactions -------------------------------------------
+
+    async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction and return its result."""
+        if self._direct:
+            conn = self._reader
+            if conn is None or conn.closed:
+                assert self._sync_engine is not None
+                conn = self._reader = self._sync_engine.connect()
+            try:
+                result = fn(conn, *args)
+            finally:
+                conn.rollback()  # a read: ends the snapshot (nothing to commit)
+            return result
+        # PostgreSQL reads run in autocommit: under READ COMMITTED every statement has its own
+        # snapshot anyway, and this saves the BEGIN and COMMIT round trips.
+        if self.is_sqlite:  # in-memory SQLite: no second connection can see it
+            async with self.engine.connect() as aconn, aconn.begin():
+                return await aconn.run_sync(fn, *args)
+        async with self.engine.connect() as aconn:
+            aconn = await aconn.execution_options(isolation_level="AUTOCOMMIT")
+            return await aconn.run_sync(fn, *args)
+
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a write transaction; return once it is committed.
+
+        An exception from ``fn`` rolls back everything ``fn`` did and is raised here."""
+        if self._direct:
+            if self._writer is None:
+                assert self._sync_engine is not None
+                self._writer = _Writer(self._sync_engine)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[T] = loop.create_future()
+            self._writer.submit(fn, args, fut, loop)
+            return await fut
+        async with self.write() as aconn:
+            return await aconn.run_sync(fn, *args)
+
+    # --- async connections (everything off the hot path) ---------------------------------
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -75,23 +164,153 @@ class Database:
             async with self.engine.connect() as conn, conn.begin():
                 yield conn
             return
-        # SQLite has one writer at a time. Queue this process's writers here, on an asyncio
-        # lock, instead of letting pooled connections contend inside SQLite, whose busy
-        # handler sleeps (up to 100 ms a try) and made the token endpoint's p99 seconds long.
-        # Other processes on the same file still queue on busy_timeout.
+        # SQLite has one writer at a time. Queue this process's async writers here, on an
+        # asyncio lock, instead of letting pooled connections contend inside SQLite, whose
+        # busy handler sleeps (up to 100 ms a try). The group-commit writer thread and
+        # other processes on the same file queue on busy_timeout.
         async with self._write_lock, self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             async with conn.begin():
                 yield conn
 
+    def write_stats(self) -> tuple[int, int, int]:
+        """(batches, jobs, jobs waiting) of the SQLite group-commit writer; zeros if none."""
+        w = self._writer
+        if w is None:
+            return 0, 0, 0
+        return w.batches, w.jobs, w._queue.qsize()
+
     async def dispose(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class _Writer:
+    """One thread, one SQLite connection, group commit.
+
+    Jobs that arrive while a batch is being written (and fsynced) form the next batch, so
+    under load many requests share one COMMIT; a lone request is committed at once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.batches = 0  # transactions committed or rolled back (for tests and metrics)
+        self.jobs = 0
+        self._thread = threading.Thread(target=self._run, name="consentry-sqlite-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._queue.put((fn, args, fut, loop))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conn = self._engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                outcomes = _write_batch(conn, batch)
+                self.batches += 1
+                self.jobs += len(batch)
+                _deliver(outcomes, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+
+def _write_batch(conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run a batch in one transaction; (ok, result-or-exception) per job, in order."""
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        conn.begin()
+        if len(batch) == 1:
+            fn, args, _fut, _loop = batch[0]
+            try:
+                outcomes.append((True, fn(conn, *args)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                conn.rollback()
+                return [(False, exc)]
+        else:
+            # A SAVEPOINT per job, on the pysqlite connection itself (SQLAlchemy's root
+            # transaction is the batch's BEGIN IMMEDIATE; these nest inside it).
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            for fn, args, _fut, _loop in batch:
+                raw.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn, *args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                    raw.execute("ROLLBACK TO job")
+                    raw.execute("RELEASE job")
+                    outcomes.append((False, exc))
+                else:
+                    raw.execute("RELEASE job")
+                    outcomes.append((True, result))
+        conn.commit()  # one fsync for the whole batch
+    except BaseException as exc:  # noqa: BLE001 - BEGIN/SAVEPOINT/COMMIT failed: nobody wins
+        log.warning("sqlite write batch of %d failed: %s", len(batch), type(exc).__name__)
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001, S110 - the connection may be unusable; reported
+            pass
+        return [(False, exc)] * len(batch)
+    return outcomes
+
+
+def _deliver(outcomes: list[tuple[bool, Any]], batch: list[_Job]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for (ok, value), (_fn, _args, fut, loop) in zip(outcomes, batch, strict=True):
+        by_loop.setdefault(loop, []).append((fut, ok, value))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        if fut.cancelled():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling is bypassed so that we emit BEGIN ourselves
-    # (SQLAlchemy documents this recipe for SERIALIZABLE / IMMEDIATE transactions).
-    @event.listens_for(engine.sync_engine, "connect")
+    # (SQLAlchemy documents this recipe for SERIALIZABLE / IMMEDIATE transactions, and it is
+    # what makes SAVEPOINT work on pysqlite).
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -101,6 +320,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))

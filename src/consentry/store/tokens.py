@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consentry.store import hot
 from consentry.store.db import Database
 from consentry.store.models import (
     access_tokens,
@@ -45,37 +45,9 @@ async def create_grant(
     return int(result.scalar_one())
 
 
-async def touch_live_grant(conn: AsyncConnection, grant_id: int, now: int) -> bool:
-    """Mark the grant used; False if it was revoked. Also row-locks it against a racing
-    revocation, so tokens are never minted into a grant that is being revoked."""
-    result = await conn.execute(
-        update(grants)
-        .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
-        .values(last_used_at=now)
-        .returning(grants.c.id)
-    )
-    return result.first() is not None
-
-
 async def revoke_grants(conn: AsyncConnection, grant_ids: Sequence[int], now: int) -> None:
-    """End grants and every token descended from them (RFC 6749 §4.1.2, §10.4; RFC 7009 §2.1).
-
-    Lock order is grants, then access tokens; refresh-token rows are never locked here (a
-    refresh token is live only while its grant is), because a refresh locks its token row
-    before the grant row and the opposite order here would deadlock on PostgreSQL."""
-    if not grant_ids:
-        return
-    ids = list(grant_ids)
-    await conn.execute(
-        update(grants)
-        .where(grants.c.id.in_(ids), grants.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    await conn.execute(
-        update(access_tokens)
-        .where(access_tokens.c.grant_id.in_(ids), access_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    """``hot.revoke_grants`` from async code (same statements, same lock order)."""
+    await conn.run_sync(hot.revoke_grants, grant_ids, now)
 
 
 async def live_grant_ids(conn: AsyncConnection, user_id: int, client_pk: int) -> list[int]:
@@ -120,32 +92,6 @@ async def insert_code(
     )
 
 
-async def spend_code(
-    conn: AsyncConnection, code_hash: str, client_pk: int, now: int
-) -> RowMapping | None:
-    """Spend a code of this client: the one winner of any race gets its row, others None.
-
-    Bound to the client in the WHERE clause so another client holding a stolen code cannot
-    even burn it (RFC 6749 §4.1.3)."""
-    result = await conn.execute(
-        update(codes)
-        .where(
-            codes.c.code_hash == code_hash,
-            codes.c.client_pk == client_pk,
-            codes.c.spent_at.is_(None),
-        )
-        .values(spent_at=now)
-        .returning(*codes.c)
-    )
-    return result.mappings().first()
-
-
-async def code_by_hash(conn: AsyncConnection, code_hash: str) -> RowMapping | None:
-    return (
-        await conn.execute(select(codes).where(codes.c.code_hash == code_hash))
-    ).mappings().first()
-
-
 # --- access and refresh tokens -------------------------------------------------------------
 
 
@@ -159,8 +105,9 @@ async def insert_access_token(
     scope: str | None,
     expires_at: int,
 ) -> None:
-    await conn.execute(
-        insert(access_tokens).values(
+    await conn.run_sync(
+        lambda c: hot.insert_access_token(
+            c,
             token_hash=token_hash,
             client_pk=client_pk,
             user_id=user_id,
@@ -168,147 +115,6 @@ async def insert_access_token(
             scope=scope,
             expires_at=expires_at,
         )
-    )
-
-
-async def insert_refresh_token(
-    conn: AsyncConnection,
-    *,
-    token_hash: str,
-    client_pk: int,
-    user_id: int,
-    grant_id: int,
-    scope: str | None,
-    expires_at: int,
-) -> None:
-    await conn.execute(
-        insert(refresh_tokens).values(
-            token_hash=token_hash,
-            client_pk=client_pk,
-            user_id=user_id,
-            grant_id=grant_id,
-            scope=scope,
-            expires_at=expires_at,
-        )
-    )
-
-
-async def spend_refresh_token(
-    conn: AsyncConnection,
-    token_hash: str,
-    client_pk: int,
-    now: int,
-    *,
-    retry_blob: bytes | None,
-    successor_hash: str,
-) -> RowMapping | None:
-    """Rotate: spend a live refresh token of this client in one statement (RFC 9700 §4.14.2)."""
-    result = await conn.execute(
-        update(refresh_tokens)
-        .where(
-            refresh_tokens.c.token_hash == token_hash,
-            refresh_tokens.c.client_pk == client_pk,
-            refresh_tokens.c.spent_at.is_(None),
-            refresh_tokens.c.expires_at > now,
-        )
-        .values(spent_at=now, retry_blob=retry_blob, successor_hash=successor_hash)
-        .returning(
-            refresh_tokens.c.id,
-            refresh_tokens.c.grant_id,
-            refresh_tokens.c.user_id,
-            refresh_tokens.c.scope,
-            refresh_tokens.c.expires_at,
-        )
-    )
-    return result.mappings().first()
-
-
-async def refresh_token_by_hash(conn: AsyncConnection, token_hash: str) -> RowMapping | None:
-    """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
-    return (
-        await conn.execute(
-            select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
-            .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-            .where(refresh_tokens.c.token_hash == token_hash)
-        )
-    ).mappings().first()
-
-
-async def refresh_token_is_unspent(conn: AsyncConnection, token_hash: str) -> bool:
-    row = (
-        await conn.execute(
-            select(refresh_tokens.c.id)
-            .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-            .where(
-                refresh_tokens.c.token_hash == token_hash,
-                refresh_tokens.c.spent_at.is_(None),
-                grants.c.revoked_at.is_(None),
-            )
-        )
-    ).first()
-    return row is not None
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """What a bearer check or an introspection needs to know about a presented token."""
-
-    id: int
-    client_pk: int
-    client_id: str
-    user_id: int
-    account_id: str
-    user_max_domain: str | None
-    grant_id: int | None
-    scope: str | None
-    expires_at: int
-    revoked: bool
-
-
-async def access_token(conn: AsyncConnection, token_hash: str) -> AccessToken | None:
-    """One round trip: the token, its owner, its client and whether its grant still lives."""
-    row = (
-        await conn.execute(
-            select(
-                access_tokens.c.id,
-                access_tokens.c.client_pk,
-                clients.c.client_id,
-                access_tokens.c.user_id,
-                users.c.account_id,
-                users.c.max_domain,
-                access_tokens.c.grant_id,
-                access_tokens.c.scope,
-                access_tokens.c.expires_at,
-                access_tokens.c.revoked_at,
-                grants.c.revoked_at.label("grant_revoked_at"),
-            )
-            .join(clients, clients.c.id == access_tokens.c.client_pk)
-            .join(users, users.c.id == access_tokens.c.user_id)
-            .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
-            .where(access_tokens.c.token_hash == token_hash)
-        )
-    ).first()
-    if row is None:
-        return None
-    return AccessToken(
-        id=row.id,
-        client_pk=row.client_pk,
-        client_id=row.client_id,
-        user_id=row.user_id,
-        account_id=row.account_id,
-        user_max_domain=row.max_domain,
-        grant_id=row.grant_id,
-        scope=row.scope,
-        expires_at=row.expires_at,
-        revoked=row.revoked_at is not None or row.grant_revoked_at is not None,
-    )
-
-
-async def revoke_access_token(conn: AsyncConnection, token_id: int, now: int) -> None:
-    await conn.execute(
-        update(access_tokens)
-        .where(access_tokens.c.id == token_id, access_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
     )
 
 

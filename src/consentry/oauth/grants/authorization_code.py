@@ -8,12 +8,21 @@ import re
 import time
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from consentry.crypto import equal
 from consentry.oauth.errors import ApiError, oauth_error
-from consentry.oauth.issue import CODE_KIND, insert_pair, new_pair, token_body
+from consentry.oauth.issue import (
+    ACCESS_KIND,
+    CODE_KIND,
+    REFRESH_KIND,
+    insert_pair,
+    new_pair,
+    token_body,
+)
 from consentry.oauth.params import Params
 from consentry.runtime import Runtime
-from consentry.store import tokens as store
+from consentry.store import hot
 from consentry.store.clients import Client
 
 # RFC 7636 §4.1: code_verifier = 43*128unreserved
@@ -36,20 +45,31 @@ async def exchange(rt: Runtime, client: Client, params: Params) -> dict[str, Any
         raise oauth_error("invalid_request", "code_verifier must be 43-128 unreserved characters")
     code_hash = rt.keys.hash(code, CODE_KIND)
     now = int(time.time())
+    access, refresh = new_pair()
+    ttl = rt.settings.access_token_ttl
 
-    async with rt.db.write() as conn:
-        # One conditional UPDATE spends the code: of concurrent exchanges exactly one wins.
-        row = await store.spend_code(conn, code_hash, client.id, now)
-        if row is not None:
-            return await _redeem(rt, conn, client, row, redirect_uri, verifier, now)
+    # One write transaction: the conditional UPDATE spends the code (of concurrent exchanges
+    # exactly one wins), the checks run, and the grant is touched and the pair inserted.
+    scope = await rt.db.run_write(
+        _redeem,
+        code_hash,
+        client.id,
+        redirect_uri,
+        verifier,
+        now,
+        rt.keys.hash(access, ACCESS_KIND),
+        rt.keys.hash(refresh, REFRESH_KIND),
+        now + ttl,
+        now + rt.settings.refresh_token_ttl,
+    )
+    if scope is not _LOST:
+        return token_body(access, ttl, scope, refresh)
     # Lost or replayed. Looked at after the write transaction ended, so no row lock from the
     # failed UPDATE is held while the grant is locked (deadlock-free on PostgreSQL).
-    async with rt.db.read() as conn:
-        seen = await store.code_by_hash(conn, code_hash)
-    if seen is not None and seen["client_pk"] == client.id and seen["spent_at"]:
+    seen = await rt.db.run_read(hot.code_by_hash, code_hash)
+    if seen is not None and seen.client_pk == client.id and seen.spent_at:
         # RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a replayed code revokes what it issued.
-        async with rt.db.write() as conn:
-            await store.revoke_grants(conn, [int(seen["grant_id"])], now)
+        await rt.db.run_write(hot.revoke_grants, [int(seen.grant_id)], now)
         raise oauth_error(
             "invalid_grant",
             "authorization code was already used; the tokens issued from it are revoked",
@@ -57,29 +77,40 @@ async def exchange(rt: Runtime, client: Client, params: Params) -> dict[str, Any
     raise oauth_error("invalid_grant", "authorization code is invalid")
 
 
-async def _redeem(
-    rt: Runtime,
-    conn: Any,
-    client: Client,
-    row: Any,
+_LOST: Any = object()  # the code was not spent by this request
+
+
+def _redeem(
+    conn: Connection,
+    code_hash: str,
+    client_pk: int,
     redirect_uri: str | None,
     verifier: str | None,
     now: int,
-) -> dict[str, Any]:
-    # Any error raised here rolls the spend back with the rest of the transaction.
-    if row["expires_at"] <= now:
+    access_hash: str,
+    refresh_hash: str,
+    access_expires_at: int,
+    refresh_expires_at: int,
+) -> Any:
+    """The write job: the granted scope, or ``_LOST`` if this request did not spend the code.
+
+    Any error raised here rolls the spend back with the rest of the transaction."""
+    row = hot.spend_code(conn, code_hash, client_pk, now)
+    if row is None:
+        return _LOST
+    if row.expires_at <= now:
         raise oauth_error("invalid_grant", "authorization code has expired")
     # RFC 6749 §4.1.3: redirect_uri required iff it was in the authorization request,
     # and then identical.
-    if row["redirect_uri_sent"]:
+    if row.redirect_uri_sent:
         if redirect_uri is None:
             raise oauth_error("invalid_grant", "redirect_uri is required for this code")
-        if not equal(redirect_uri, row["redirect_uri"]):
+        if not equal(redirect_uri, row.redirect_uri):
             raise oauth_error("invalid_grant", "redirect_uri does not match the authorization")
-    elif redirect_uri is not None and not equal(redirect_uri, row["redirect_uri"]):
+    elif redirect_uri is not None and not equal(redirect_uri, row.redirect_uri):
         raise oauth_error("invalid_grant", "redirect_uri does not match the authorization")
     # RFC 7636 §4.6, RFC 9700 §2.1.1: a verifier only with a challenge, and it must match.
-    challenge = row["code_challenge"]
+    challenge = row.code_challenge
     if challenge is not None:
         if verifier is None:
             raise oauth_error("invalid_grant", "code_verifier is required (PKCE)")
@@ -87,24 +118,21 @@ async def _redeem(
             raise oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
     elif verifier is not None:
         raise oauth_error("invalid_grant", "code_verifier sent but no code_challenge was")
-    grant_id = int(row["grant_id"])
-    if not await store.touch_live_grant(conn, grant_id, now):
+    grant_id = int(row.grant_id)
+    if not hot.touch_live_grant(conn, grant_id, now):
         raise oauth_error("invalid_grant", "the authorization was revoked")
-    access, refresh = new_pair()
-    ttl = rt.settings.access_token_ttl
-    await insert_pair(
-        rt,
+    insert_pair(
         conn,
-        access_token=access,
-        refresh_token=refresh,
-        client_pk=client.id,
-        user_id=int(row["user_id"]),
-        grant_id=grant_id,
-        scope=row["scope"],
-        now=now,
-        access_ttl=ttl,
+        access_hash,
+        refresh_hash,
+        client_pk,
+        int(row.user_id),
+        grant_id,
+        row.scope,
+        access_expires_at,
+        refresh_expires_at,
     )
-    return token_body(access, ttl, row["scope"], refresh)
+    return row.scope
 
 
 __all__ = ["exchange", "s256", "ApiError"]
