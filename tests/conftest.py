@@ -287,6 +287,15 @@ def start_server(
     )
     if db_path is None:  # a server database: the key cannot live beside a file
         env["CONSENTRY_SECRET_KEY"] = "test-secret-" + secrets.token_hex(16)
+        # Dozens of servers share one PostgreSQL (max_connections 100): each keeps one idle
+        # connection and may burst to ten, waiting for a free one rather than failing.
+        env.update(
+            {
+                "CONSENTRY_DB_POOL_SIZE": "1",
+                "CONSENTRY_DB_MAX_OVERFLOW": "9",
+                "CONSENTRY_DB_POOL_TIMEOUT": "30",
+            }
+        )
     env.update(extra_env or {})
     log_path = tmp / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime

@@ -170,6 +170,7 @@ def database_unavailable(exc: BaseException) -> bool:
         asyncpg.PostgresConnectionError,
         asyncpg.CannotConnectNowError,
         asyncpg.InterfaceError,
+        asyncpg.TooManyConnectionsError,  # the server is full: as unavailable as down
     )
     seen: BaseException | None = exc
     for _ in range(5):  # the driver's error is often wrapped
