@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from consentry.app import create_app
     from consentry.gates import InsecureSettings, check
+    from consentry.serving import http_options
     from consentry.store.migrate import upgrade
 
     settings = _settings(args)
@@ -70,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http="auto",
+        **http_options(),  # a bounded request head (431 above 64 KiB)
         access_log=False,
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler set up above

@@ -42,7 +42,11 @@ def setup(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    root.setLevel(numeric)
+    # aiosqlite logs every statement *with its parameters* at debug level (password hashes,
+    # token hashes, a pending request's state), which hide_parameters cannot reach.
+    logging.getLogger("aiosqlite").setLevel(max(numeric, logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
