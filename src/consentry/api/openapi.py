@@ -14,22 +14,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from consentry.api.resources import FROM_FIELD_FIELDS
 from consentry.http import JSON
 from consentry.oauth.errors import CATALOGUE, OAUTH_ERRORS
 from consentry.oauth.scopes import SCOPES
 from consentry.runtime import Runtime
 
-FROM_FIELD_PROPERTIES = (
-    "fromFieldId",
-    "href",
-    "email",
-    "rewrittenEmail",
-    "name",
-    "isActive",
-    "isDefault",
-    "createdOn",
-    "domain",
-)
+# The members `fields` may select are the ones the resource module renders.
+FROM_FIELD_PROPERTIES = FROM_FIELD_FIELDS
 
 JSON_MEDIA = "application/json"
 FORM_MEDIA = "application/x-www-form-urlencoded"
