@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from consentry.crypto import new_token
+from consentry.oauth.errors import oauth_error
 from consentry.store import hot
 
 ACCESS_KIND = "access_token"
@@ -39,8 +40,15 @@ def insert_pair(
     scope: str | None,
     access_expires_at: int,
     refresh_expires_at: int,
+    now: int,
 ) -> None:
-    """Insert the rows of a new access token (and refresh token): keyed hashes only."""
+    """Insert the rows of a new access token (and refresh token): keyed hashes only.
+
+    Tokens of a grant are minted only after the grant row was marked used while still
+    live, in the same transaction: that row lock orders minting against a concurrent
+    revocation (docs/architecture.md), so nothing is ever minted into a revoked grant."""
+    if grant_id is not None and not hot.touch_live_grant(conn, grant_id, now):
+        raise oauth_error("invalid_grant", "the authorization was revoked")
     hot.insert_access_token(
         conn,
         token_hash=access_hash,

@@ -118,19 +118,17 @@ def _redeem(
             raise oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
     elif verifier is not None:
         raise oauth_error("invalid_grant", "code_verifier sent but no code_challenge was")
-    grant_id = int(row.grant_id)
-    if not hot.touch_live_grant(conn, grant_id, now):
-        raise oauth_error("invalid_grant", "the authorization was revoked")
     insert_pair(
         conn,
         access_hash,
         refresh_hash,
         client_pk,
         int(row.user_id),
-        grant_id,
+        int(row.grant_id),
         row.scope,
         access_expires_at,
         refresh_expires_at,
+        now,
     )
     return row.scope
 

@@ -29,5 +29,6 @@ async def issue(rt: Runtime, client: Client, params: Params) -> dict[str, Any]:
         scope,
         now + ttl,
         0,
+        now,
     )
     return token_body(access, ttl, scope, None)

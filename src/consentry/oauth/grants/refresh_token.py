@@ -110,19 +110,17 @@ def _rotate(
     if row is None:
         return _LOST
     scope = narrow(row.scope, requested_scope)  # raises -> rollback
-    grant_id = int(row.grant_id)
-    if not hot.touch_live_grant(conn, grant_id, now):
-        raise oauth_error("invalid_grant", "the authorization was revoked")
     insert_pair(
         conn,
         access_hash,
         successor_hash,
         client_pk,
         int(row.user_id),
-        grant_id,
+        int(row.grant_id),
         scope,
         access_expires_at,
         refresh_expires_at,
+        now,
     )
     return scope
 
