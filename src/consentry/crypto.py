@@ -36,10 +36,12 @@ class Keyring:
 
     def hash(self, value: str, kind: str) -> str:
         """The stored lookup key of a secret value; ``kind`` separates token kinds."""
-        return hmac.new(
+        # hmac.digest: OpenSSL's one-shot HMAC, without building an HMAC object in Python
+        # (three hashes per token request; the object version stood out in profiles).
+        return hmac.digest(
             self._hash_key, kind.encode() + b"\0" + value.encode("utf-8", "surrogatepass"),
-            hashlib.sha256,
-        ).hexdigest()
+            "sha256",
+        ).hex()
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self._csrf_key, session_id.encode(), hashlib.sha256).hexdigest()

@@ -184,7 +184,8 @@ def protected(
                     response = error_response(exc, request)
             finally:
                 rt.limiter.release(key)
-            response.headers.update(decision.headers())
+            # No handler sets these itself, so appending cannot duplicate one.
+            response.raw_headers.extend(decision.raw_headers())
             return response
 
         return endpoint

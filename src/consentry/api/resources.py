@@ -195,9 +195,10 @@ def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any
     """Validate the list request and read one page (and the total) in one statement.
 
     Runs inside the bearer guard's database read (``protected(..., prefetch=...)``)."""
-    known = {"query[email]", "query[name]", "query[isDefault]", "sort[createdOn]", "fields"}
-    known |= {"page", "perPage"}
-    unknown = sorted(k for k in request.query_params if k not in known)
+    if not request.scope["query_string"]:
+        # The common call: no parameters, the first page of everything, oldest first.
+        return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, 100, None)
+    unknown = sorted(k for k in request.query_params if k not in _LIST_PARAMS)
     if unknown:
         raise validation("Unknown query parameters", parameters=[u[:64] for u in unknown[:10]])
     page = _int_param(request, "page", 1, 1, 1_000_000)
@@ -222,7 +223,27 @@ def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any
         bad = [f for f in wanted if f not in FROM_FIELD_FIELDS]
         if bad:
             raise validation("Unknown fields", fields=[b[:64] for b in bad[:10]])
-    query, params = _list_query(caller.user_id, email, name, is_default, sort)
+    return _read_page(conn, caller.user_id, email, name, is_default, sort, page, per_page, wanted)
+
+
+_LIST_PARAMS = frozenset(
+    {"query[email]", "query[name]", "query[isDefault]", "sort[createdOn]", "fields", "page",
+     "perPage"}
+)
+
+
+def _read_page(
+    conn: Connection,
+    user_id: int,
+    email: str | None,
+    name: str | None,
+    is_default: bool | None,
+    sort: str,
+    page: int,
+    per_page: int,
+    wanted: list[str] | None,
+) -> Any:
+    query, params = _list_query(user_id, email, name, is_default, sort)
     params["p_limit"] = per_page
     params["p_offset"] = (page - 1) * per_page
     if not email and not name:

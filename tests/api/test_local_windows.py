@@ -1,0 +1,66 @@
+"""The per-process fixed-window counters behind the rate limits (no Redis)."""
+
+from __future__ import annotations
+
+import pytest
+from limits import RateLimitItemPerSecond, parse
+
+from consentry.api import ratelimit
+from consentry.api.ratelimit import LocalWindows
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(ratelimit.time, "monotonic", c)
+    return c
+
+
+def test_window_counts_refused_hits_and_reopens_after_its_period(clock: Clock) -> None:
+    w = LocalWindows()
+    item = parse("3/10 seconds")
+    assert [w.hit(item, "k")[0] for _ in range(5)] == [True, True, True, False, False]
+    assert w.hit(item, "k") == (False, 0, 10)
+    assert not w.test(item, "k")
+    clock.now += 9.5
+    assert w.hit(item, "k") == (False, 0, 1)  # same window: it opened at the first hit
+    clock.now += 0.5
+    assert w.test(item, "k")
+    assert w.hit(item, "k") == (True, 2, 10)  # a new window
+
+
+def test_keys_and_items_are_separate(clock: Clock) -> None:
+    w = LocalWindows()
+    one = RateLimitItemPerSecond(1)
+    two = RateLimitItemPerSecond(2)
+    assert w.hit(one, "a")[0] and not w.hit(one, "a")[0]
+    assert w.hit(one, "b")[0]
+    assert w.hit(two, "a")[0] and w.hit(two, "a")[0] and not w.hit(two, "a")[0]
+
+
+def test_zero_cost_hit_reports_without_counting(clock: Clock) -> None:
+    w = LocalWindows()
+    item = parse("2/60 seconds")
+    w.hit(item, "k")
+    assert w.hit(item, "k", cost=0) == (True, 1, 60)
+    assert w.hit(item, "k") == (True, 0, 60)
+
+
+def test_expired_windows_are_swept_so_memory_stays_bounded(clock: Clock) -> None:
+    w = LocalWindows()
+    item = RateLimitItemPerSecond(5)
+    for i in range(5000):
+        w.hit(item, f"key-{i}")
+        clock.now += 0.01  # each key's window is long over 100 keys later
+    assert len(w) < 2100
+    clock.now += 2
+    w.hit(item, "last")
+    assert len(w) <= 2100
