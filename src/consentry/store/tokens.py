@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consentry.store import hot
@@ -34,15 +35,23 @@ from consentry.store.models import (
 # --- grants ------------------------------------------------------------------------------
 
 
-async def create_grant(
-    conn: AsyncConnection, *, user_id: int, client_pk: int, scope: str | None, now: int
+def insert_grant(
+    conn: Connection, *, user_id: int, client_pk: int, scope: str | None, now: int
 ) -> int:
-    result = await conn.execute(
+    result = conn.execute(
         insert(grants)
         .values(user_id=user_id, client_pk=client_pk, scope=scope, created_at=now)
         .returning(grants.c.id)
     )
     return int(result.scalar_one())
+
+
+async def create_grant(
+    conn: AsyncConnection, *, user_id: int, client_pk: int, scope: str | None, now: int
+) -> int:
+    return await conn.run_sync(
+        lambda c: insert_grant(c, user_id=user_id, client_pk=client_pk, scope=scope, now=now)
+    )
 
 
 async def revoke_grants(conn: AsyncConnection, grant_ids: Sequence[int], now: int) -> None:
@@ -64,8 +73,8 @@ async def live_grant_ids(conn: AsyncConnection, user_id: int, client_pk: int) ->
 # --- codes -------------------------------------------------------------------------------
 
 
-async def insert_code(
-    conn: AsyncConnection,
+def add_code(
+    conn: Connection,
     *,
     code_hash: str,
     grant_id: int,
@@ -77,7 +86,7 @@ async def insert_code(
     code_challenge: str | None,
     expires_at: int,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         insert(codes).values(
             code_hash=code_hash,
             grant_id=grant_id,
@@ -92,30 +101,9 @@ async def insert_code(
     )
 
 
-# --- access and refresh tokens -------------------------------------------------------------
-
-
-async def insert_access_token(
-    conn: AsyncConnection,
-    *,
-    token_hash: str,
-    client_pk: int,
-    user_id: int,
-    grant_id: int | None,
-    scope: str | None,
-    expires_at: int,
-) -> None:
-    await conn.run_sync(
-        lambda c: hot.insert_access_token(
-            c,
-            token_hash=token_hash,
-            client_pk=client_pk,
-            user_id=user_id,
-            grant_id=grant_id,
-            scope=scope,
-            expires_at=expires_at,
-        )
-    )
+async def insert_code(conn: AsyncConnection, **values: Any) -> None:
+    """:func:`add_code` from async code (same keyword arguments)."""
+    await conn.run_sync(lambda c: add_code(c, **values))
 
 
 # --- consent ---------------------------------------------------------------------------------
@@ -135,8 +123,8 @@ async def consent_scope(
     return (row is not None, row.scope if row is not None else None)
 
 
-async def remember_consent(
-    conn: AsyncConnection, user_id: int, client_pk: int, scope: str | None, now: int
+def upsert_consent(
+    conn: Connection, user_id: int, client_pk: int, scope: str | None, now: int
 ) -> None:
     """Upsert in one statement: concurrent authorizations of one user and client must not
     collide on the unique key (a DELETE then INSERT did, on PostgreSQL)."""
@@ -145,7 +133,7 @@ async def remember_consent(
     stmt = upsert_insert(consents).values(
         user_id=user_id, client_pk=client_pk, scope=scope, created_at=now
     )
-    await conn.execute(
+    conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[consents.c.user_id, consents.c.client_pk],
             set_={"scope": stmt.excluded.scope, "created_at": stmt.excluded.created_at},
