@@ -1,0 +1,108 @@
+"""The HTTP layer of ``consentry serve``: one write per response, and the cases where the
+held-back response head must still go out (HEAD, pipelining, 100-continue, close)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+from tests.conftest import Server
+
+
+def _connect(server: Server) -> socket.socket:
+    u = urlsplit(server.url)
+    return socket.create_connection((u.hostname or "127.0.0.1", u.port or 80), timeout=10)
+
+
+def _read_responses(s: socket.socket, count: int, head_only: tuple[int, ...] = ()) -> list[bytes]:
+    """Read ``count`` complete responses (Content-Length framed) off the socket; the
+    responses whose index is in ``head_only`` answer a HEAD and have no body."""
+    data = b""
+    out: list[bytes] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        while len(out) < count:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            length = 0
+            for line in data[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(out) in head_only:
+                length = 0
+            if len(data) < end + 4 + length:
+                break
+            out.append(data[: end + 4 + length])
+            data = data[end + 4 + length :]
+        if len(out) == count:
+            return out
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return out
+
+
+def test_head_request_gets_its_head(server: Server) -> None:
+    with _connect(server) as s:
+        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        (resp,) = _read_responses(s, 1, head_only=(0,))
+    assert resp.startswith(b"HTTP/1.1 200 ")
+
+
+def test_pipelined_requests_all_answered_in_order(server: Server) -> None:
+    reqs = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /v3/from-fields HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    with _connect(server) as s:
+        s.sendall(reqs)
+        got = _read_responses(s, 4, head_only=(1,))
+    assert len(got) == 4, got
+    assert got[0].startswith(b"HTTP/1.1 200 ") and got[0].endswith(b'{"status":"ok"}')
+    assert got[1].startswith(b"HTTP/1.1 200 ") and got[1].endswith(b"\r\n\r\n")
+    assert got[2].startswith(b"HTTP/1.1 401 ") and b'"code":1014' in got[2]
+    assert got[3].startswith(b"HTTP/1.1 200 ") and got[3].endswith(b'{"status":"ok"}')
+
+
+def test_expect_100_continue_is_sent_before_the_body_arrives(server: Server) -> None:
+    client = server.new_client()
+    body = b"grant_type=client_credentials"
+    import base64
+
+    basic = base64.b64encode(f"{client.client_id}:{client.client_secret}".encode())
+    with _connect(server) as s:
+        s.sendall(
+            b"POST /v3/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        (resp,) = _read_responses(s, 1)
+    assert resp.startswith(b"HTTP/1.1 200 ") and b'"access_token"' in resp
+
+
+def test_connection_close_still_delivers_the_response(server: Server) -> None:
+    with _connect(server) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"status":"ok"}')
+
+
+def test_small_response_is_one_segment(server: Server) -> None:
+    """Head and body arrive together: the first recv already holds the whole response."""
+    with _connect(server) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(20):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = s.recv(65536)
+            assert first.endswith(b'{"status":"ok"}'), first
