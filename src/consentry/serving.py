@@ -54,7 +54,7 @@ def http_options() -> dict[str, Any]:
             # an earlier cycle completes.
             cycle = self.cycle
             coalescing = _Coalescing(self.transport)
-            cycle.transport = coalescing
+            cycle.transport = coalescing  # type: ignore[assignment]  # duck-typed
             completed = cycle.on_response
 
             def on_response() -> None:
