@@ -22,7 +22,7 @@ from consentry.oauth.scopes import parse_scope
 from consentry.runtime import Runtime
 from consentry.store import hot
 from consentry.store import tokens as store
-from consentry.store.clients import Client, client_by_client_id
+from consentry.store.clients import Client
 
 # RFC 7636 §4.2: S256 challenges are 43 base64url characters; §4.1 allows 43-128.
 CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -153,8 +153,7 @@ async def validate(
         raise PageError("Invalid request", "The request has no client_id.")
     client = None
     if len(client_id) <= 128:
-        async with rt.db.read() as conn:
-            client = await client_by_client_id(conn, client_id)
+        client = await rt.db.run_read(hot.client_by_client_id, client_id)
     if client is None:
         raise PageError("Unknown application", "No application is registered with this client_id.")
     sent_redirect = one("redirect_uri")
@@ -247,8 +246,13 @@ async def save_pending(rt: Runtime, req: AuthRequest, client: Client, user_id: i
     return request_id
 
 
-async def approve(rt: Runtime, req: AuthRequest, client: Client, user_id: int) -> str:
-    """Issue the code (or, for an enabled implicit client, the token); the redirect URL."""
+async def approve(
+    rt: Runtime, req: AuthRequest, client: Client, user_id: int, remember: bool = True
+) -> str:
+    """Issue the code (or, for an enabled implicit client, the token); the redirect URL.
+
+    ``remember=False`` when the consent is already on record for exactly this access (the
+    remembered-consent path): nothing to write for it again."""
     now = int(time.time())
     value = new_token()
     # One write job: on SQLite it joins the group commit of the token endpoint's writes
@@ -262,6 +266,7 @@ async def approve(rt: Runtime, req: AuthRequest, client: Client, user_id: int) -
         now,
         rt.settings.access_token_ttl,
         rt.settings.code_ttl,
+        remember,
     )
     if req.response_type == "token":
         # SPEC §1.5: #access_token=...&token_type=bearer&expires_in=...&state=...
@@ -289,9 +294,11 @@ def _approve_rows(
     now: int,
     access_ttl: int,
     code_ttl: int,
+    remember: bool,
 ) -> None:
     """Remember the consent, create the grant and its code (or implicit access token)."""
-    store.upsert_consent(conn, user_id, client_pk, req.scope, now)
+    if remember:
+        store.upsert_consent(conn, user_id, client_pk, req.scope, now)
     grant_id = store.insert_grant(
         conn, user_id=user_id, client_pk=client_pk, scope=req.scope, now=now
     )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, RowMapping
@@ -35,15 +35,25 @@ from consentry.store.models import (
 # --- grants ------------------------------------------------------------------------------
 
 
+_INSERT_GRANT = hot.Prepared(
+    insert(grants)
+    .values(
+        user_id=bindparam("p_user"),
+        client_pk=bindparam("p_client"),
+        scope=bindparam("p_scope"),
+        created_at=bindparam("p_now"),
+    )
+    .returning(grants.c.id)
+)
+
+
 def insert_grant(
     conn: Connection, *, user_id: int, client_pk: int, scope: str | None, now: int
 ) -> int:
-    result = conn.execute(
-        insert(grants)
-        .values(user_id=user_id, client_pk=client_pk, scope=scope, created_at=now)
-        .returning(grants.c.id)
+    row = _INSERT_GRANT.first(
+        conn, {"p_user": user_id, "p_client": client_pk, "p_scope": scope, "p_now": now}
     )
-    return int(result.scalar_one())
+    return int(row[0])
 
 
 async def create_grant(
@@ -73,6 +83,21 @@ async def live_grant_ids(conn: AsyncConnection, user_id: int, client_pk: int) ->
 # --- codes -------------------------------------------------------------------------------
 
 
+_INSERT_CODE = hot.Prepared(
+    insert(codes).values(
+        code_hash=bindparam("p_hash"),
+        grant_id=bindparam("p_grant"),
+        client_pk=bindparam("p_client"),
+        user_id=bindparam("p_user"),
+        redirect_uri=bindparam("p_redirect"),
+        redirect_uri_sent=bindparam("p_redirect_sent"),
+        scope=bindparam("p_scope"),
+        code_challenge=bindparam("p_challenge"),
+        expires_at=bindparam("p_expires"),
+    )
+)
+
+
 def add_code(
     conn: Connection,
     *,
@@ -86,18 +111,19 @@ def add_code(
     code_challenge: str | None,
     expires_at: int,
 ) -> None:
-    conn.execute(
-        insert(codes).values(
-            code_hash=code_hash,
-            grant_id=grant_id,
-            client_pk=client_pk,
-            user_id=user_id,
-            redirect_uri=redirect_uri,
-            redirect_uri_sent=redirect_uri_sent,
-            scope=scope,
-            code_challenge=code_challenge,
-            expires_at=expires_at,
-        )
+    _INSERT_CODE.run(
+        conn,
+        {
+            "p_hash": code_hash,
+            "p_grant": grant_id,
+            "p_client": client_pk,
+            "p_user": user_id,
+            "p_redirect": redirect_uri,
+            "p_redirect_sent": redirect_uri_sent,
+            "p_scope": scope,
+            "p_challenge": code_challenge,
+            "p_expires": expires_at,
+        },
     )
 
 
@@ -109,18 +135,17 @@ async def insert_code(conn: AsyncConnection, **values: Any) -> None:
 # --- consent ---------------------------------------------------------------------------------
 
 
-async def consent_scope(
-    conn: AsyncConnection, user_id: int, client_pk: int
-) -> tuple[bool, str | None]:
+_CONSENT = hot.Prepared(
+    select(consents.c.scope).where(
+        consents.c.user_id == bindparam("p_user"), consents.c.client_pk == bindparam("p_client")
+    )
+)
+
+
+def consent_of(conn: Connection, user_id: int, client_pk: int) -> tuple[bool, str | None]:
     """(found, scope) of the remembered consent of this user for this client."""
-    row = (
-        await conn.execute(
-            select(consents.c.scope).where(
-                consents.c.user_id == user_id, consents.c.client_pk == client_pk
-            )
-        )
-    ).first()
-    return (row is not None, row.scope if row is not None else None)
+    row = _CONSENT.first(conn, {"p_user": user_id, "p_client": client_pk})
+    return (row is not None, row[0] if row is not None else None)
 
 
 def upsert_consent(

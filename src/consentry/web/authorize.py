@@ -77,11 +77,12 @@ async def _proceed(
         )
         return error_page(request, 403, "Wrong account", message)
     if rt.settings.remember_consent:
-        async with rt.db.read() as conn:
-            found, granted = await store.consent_scope(conn, s.user_id, client.id)
+        found, granted = await rt.db.run_read(store.consent_of, s.user_id, client.id)
         if found and covers(granted, req.scope) and (granted is None) == (req.scope is None):
             # Already allowed this very access: not asked again (SPEC §1.1).
-            return redirect(await protocol.approve(rt, req, client, s.user_id), 302)
+            return redirect(
+                await protocol.approve(rt, req, client, s.user_id, remember=False), 302
+            )
     request_id = await protocol.save_pending(rt, req, client, s.user_id)
     ctx = base_context(rt, s) | {
         "client": client,

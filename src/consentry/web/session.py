@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from consentry.crypto import new_secret
 from consentry.runtime import Runtime
+from consentry.store.hot import Prepared
 from consentry.store.models import sessions, users
 
 COOKIE = "consentry_session"
@@ -37,29 +40,34 @@ class Session:
         return self.user_id is not None
 
 
+_SESSION = Prepared(
+    select(
+        sessions.c.user_id,
+        sessions.c.pending_request,
+        users.c.email,
+        users.c.name,
+        users.c.max_domain,
+    )
+    .select_from(sessions)
+    .outerjoin(users, users.c.id == sessions.c.user_id)
+    .where(
+        sessions.c.session_hash == bindparam("p_hash"),
+        sessions.c.expires_at > bindparam("p_now"),
+    )
+)
+
+
+def _session_row(conn: Connection, session_hash: str, now: int) -> Any:
+    return _SESSION.first(conn, {"p_hash": session_hash, "p_now": now})
+
+
 async def load(rt: Runtime, request: Request) -> Session | None:
     raw = request.cookies.get(COOKIE)
     if not raw or len(raw) != 64:
         return None
-    now = int(time.time())
-    async with rt.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(
-                    sessions.c.user_id,
-                    sessions.c.pending_request,
-                    users.c.email,
-                    users.c.name,
-                    users.c.max_domain,
-                )
-                .select_from(sessions)
-                .outerjoin(users, users.c.id == sessions.c.user_id)
-                .where(
-                    sessions.c.session_hash == rt.keys.hash(raw, KIND),
-                    sessions.c.expires_at > now,
-                )
-            )
-        ).first()
+    # A prepared read on the hot-path reader (every page and every authorization loads the
+    # session): no pooled async connection and its thread hops.
+    row = await rt.db.run_read(_session_row, rt.keys.hash(raw, KIND), int(time.time()))
     if row is None:
         return None
     return Session(raw, row.user_id, row.email, row.name, row.max_domain, row.pending_request)
