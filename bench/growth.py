@@ -165,6 +165,7 @@ class Seeder:
 @dataclass
 class Seeded:
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of this process: the seeding itself on SQLite, not on PostgreSQL
     users: int = 0
     clients: int = 0
     grants: int = 0
@@ -175,6 +176,7 @@ def seed(url: str, size: int) -> Seeded:
     """N live grants, each with a live access token and a live refresh token, plus
     ``EXPIRED_FRACTION`` × N older grants whose two tokens have expired."""
     started = time.monotonic()
+    cpu0 = time.process_time()  # the SQLite work runs in this process
     now = int(time.time())
     s = Seeder(url)
     try:
@@ -221,6 +223,7 @@ def seed(url: str, size: int) -> Seeded:
         s.close()
     return Seeded(
         seconds=time.monotonic() - started,
+        cpu_seconds=time.process_time() - cpu0,
         users=n_users,
         clients=n_clients,
         grants=size + expired,
@@ -372,6 +375,7 @@ class SizeResult:
         return {
             "size": self.size,
             "seeding_seconds": round(self.seeded.seconds, 1) if self.seeded else None,
+            "seeding_cpu_seconds": round(self.seeded.cpu_seconds, 1) if self.seeded else None,
             "seeded": None
             if self.seeded is None
             else {
@@ -443,11 +447,17 @@ class Growth:
             bench = Bench(self.bench_args, work)
             bench._scenarios(t)
             res.cells = {k: bench.cell(k, t.name) for k in self.args.scenarios}
+            _check_alive(t)
             res.purge = self.purge(t, url)
+            _check_alive(t)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             res.error = f"{type(exc).__name__}: {exc}"
             log(f"  N = {size:,} failed: {res.error}")
             traceback.print_exc()
+            if t.proc is not None and t.proc.poll() is not None:
+                log(f"  the server exited with {t.proc.returncode}")
+            if t.log is not None and t.log.exists():
+                log(f"  end of the server's log:\n{t.log.read_text(errors='replace')[-3000:]}")
         finally:
             t.stop()
             t.drop_database()
@@ -598,6 +608,12 @@ def _phase_log(p: dict[str, Any]) -> str:
     return text
 
 
+def _check_alive(t: Consentry) -> None:
+    if t.proc is None or t.proc.poll() is not None:
+        code = None if t.proc is None else t.proc.returncode
+        raise RuntimeError(f"the server is not running any more (exit status {code})")
+
+
 def _introspect(t: Consentry) -> bool:
     """Whether the harness's own (live) access token is still active after the purge."""
     r = httpx.post(
@@ -622,7 +638,7 @@ def render(results: list[SizeResult], settings: dict[str, Any], machine: dict[st
         + (" (quick)" if settings["quick"] else ""),
         "",
         "| live tokens (N) | access_tokens rows | refresh_tokens rows | grants | database "
-        "| token_hash index depth | seeding s |",
+        "| token_hash index depth | seeding s (CPU s) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -636,7 +652,8 @@ def render(results: list[SizeResult], settings: dict[str, Any], machine: dict[st
         out.append(
             f"| {r.size:,} | {rows['access_tokens']:,} ({rows['access_tokens_live']:,} live) "
             f"| {rows['refresh_tokens']:,} ({rows['refresh_tokens_live']:,} live) "
-            f"| {rows['grants']:,} | {_mib(r.db_bytes)} | {depth} | {r.seeded.seconds:.0f} |"
+            f"| {rows['grants']:,} | {_mib(r.db_bytes)} | {depth} "
+            f"| {r.seeded.seconds:.0f} ({r.seeded.cpu_seconds:.0f}) |"
         )
     out += [
         "",
