@@ -662,12 +662,14 @@ def render(results: list[SizeResult], settings: dict[str, Any], machine: dict[st
     ]
     for r in results:
         if r.error and not r.cells:
-            out.append(f"| {r.size:,} | failed: {r.error} | | | | | |")
+            err = " ".join(r.error.split()).replace("|", "/")
+            out.append(f"| {r.size:,} | failed: {err} | | | | | |")
             continue
         for key, cell in r.cells.items():
             label = SCENARIOS[key]
             if cell.result is None:
-                out.append(f"| {r.size:,} | {label} | n/a ({cell.na}) | | | | |")
+                na = " ".join((cell.na or "not run").split()).replace("|", "/")
+                out.append(f"| {r.size:,} | {label} | n/a ({na}) | | | | |")
                 continue
             x = cell.result
             cpu = f"{x.cpu_ms_per_req:.3f}" if x.cpu_ms_per_req is not None else "?"
