@@ -127,6 +127,10 @@ class Consentry(Target):
     def start(self) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        if self.env:  # a restart (bench.growth) keeps the database and the secret key
+            self.env["CONSENTRY_PORT"] = str(port)
+            self._spawn()
+            return
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTRY_")}
         env.update(
             {
@@ -144,9 +148,12 @@ class Consentry(Target):
             }
         )
         self.env = env
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.log = self.work / "consentry.log"
         argv = self.pinning.server([procs.python(), "-m", "consentry.cli", "serve"])
-        self.proc = procs.spawn(argv, env=env, cwd=ROOT, log=self.log)
+        self.proc = procs.spawn(argv, env=self.env, cwd=ROOT, log=self.log)
         procs.wait_http(self.url + "/healthz", self.proc, self.log)
 
     def cli(self, *args: str) -> str:
