@@ -192,7 +192,11 @@ async def _purge(settings: Settings, batch: int) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    total = asyncio.run(_purge(settings, args.batch))
+    batch = args.batch if args.batch is not None else settings.purge_batch
+    if batch < 1:
+        print("error: --batch must be at least 1", file=sys.stderr)
+        return 2
+    total = asyncio.run(_purge(settings, batch))
     print(f"purged {total} expired rows")
     return 0
 
@@ -248,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_db_upgrade)
 
     purge = sub.add_parser("purge", help="delete expired codes, tokens and sessions")
-    purge.add_argument("--batch", type=int, default=5000)
+    purge.add_argument(
+        "--batch", type=int, default=None, help="rows per transaction (CONSENTRY_PURGE_BATCH)"
+    )
     purge.set_defaults(func=cmd_purge)
     return p
 

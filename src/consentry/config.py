@@ -100,7 +100,7 @@ class Settings:
     purge_interval: int = field(
         default=3600, metadata={"doc": "Seconds between background purges of expired rows; 0 = off"}
     )
-    purge_batch: int = field(default=5000, metadata={"doc": "Rows per purge transaction"})
+    purge_batch: int = field(default=1000, metadata={"doc": "Rows per purge transaction"})
     db_pool_size: int = field(default=10, metadata={"doc": "PostgreSQL connections per process"})
     db_max_overflow: int = field(
         default=10, metadata={"doc": "Extra PostgreSQL connections under load"}

@@ -284,7 +284,7 @@ async def decide_auth_request(
 # --- purge -----------------------------------------------------------------------------------
 
 
-async def purge_expired(conn: AsyncConnection, now: int, batch: int = 5000) -> int:
+def purge_batch(conn: Connection, now: int, batch: int) -> int:
     """Delete one batch of each kind of expired row; returns how many went (0 = done).
 
     A grant goes with the last of its rows: the deletes return the grant ids they touched,
@@ -305,12 +305,11 @@ async def purge_expired(conn: AsyncConnection, now: int, batch: int = 5000) -> i
         ids = select(table.c.id).where(cond).limit(batch).scalar_subquery()
         stmt = delete(table).where(table.c.id.in_(ids))
         if "grant_id" in table.c:
-            rows = (await conn.execute(stmt.returning(table.c.grant_id))).all()
+            rows = conn.execute(stmt.returning(table.c.grant_id)).all()
             total += len(rows)
             touched.update(int(r[0]) for r in rows if r[0] is not None)
         else:
-            result = await conn.execute(stmt)
-            total += result.rowcount or 0
+            total += conn.execute(stmt).rowcount or 0
     if touched:
         orphan = and_(
             grants.c.id.in_(sorted(touched)),
@@ -318,19 +317,23 @@ async def purge_expired(conn: AsyncConnection, now: int, batch: int = 5000) -> i
             ~select(access_tokens.c.id).where(access_tokens.c.grant_id == grants.c.id).exists(),
             ~select(refresh_tokens.c.id).where(refresh_tokens.c.grant_id == grants.c.id).exists(),
         )
-        result = await conn.execute(delete(grants).where(orphan))
-        total += result.rowcount or 0
+        total += conn.execute(delete(grants).where(orphan)).rowcount or 0
     return total
 
 
 async def purge_all(db: Database, batch: int) -> int:
-    """Purge until nothing expired is left; one short transaction per batch, so memory and
-    lock time stay bounded and an interrupted purge simply resumes next time."""
+    """Purge until nothing expired is left; one short write per batch, so memory and lock
+    time stay bounded and an interrupted purge simply resumes next time.
+
+    Each batch is a job of the ordinary write path (on SQLite, the group-commit writer, so
+    token requests queue behind at most one batch instead of sleeping in SQLite's busy
+    handler), and after each batch the purge pauses as long as the batch took: it uses at
+    most about half of the database's write time while requests keep coming."""
     total = 0
     while True:
-        async with db.write() as conn:
-            n = await purge_expired(conn, int(time.time()), batch)
+        started = time.monotonic()
+        n = await db.run_write(purge_batch, int(time.time()), batch)
         total += n
         if n == 0:
             return total
-        await asyncio.sleep(0)  # let requests in between batches
+        await asyncio.sleep(min(1.0, time.monotonic() - started))
