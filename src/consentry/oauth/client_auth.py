@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote_plus
 
 from limits import RateLimitItem, parse
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 
 from consentry.crypto import equal
@@ -41,8 +44,27 @@ def basic_credentials(header: str) -> tuple[str, str]:
     return unquote_plus(raw_id), unquote_plus(raw_secret)
 
 
+def _client_only(conn: Connection, client_id: str) -> tuple[Client | None, None]:
+    return client_by_client_id(conn, client_id), None
+
+
 async def authenticate_client(rt: Runtime, request: Request, params: Params) -> Client:
     """The authenticated client, or an ``invalid_client`` / ``invalid_request`` error."""
+    client, _ = await authenticate_client_with(rt, request, params, _client_only)
+    return client
+
+
+async def authenticate_client_with(
+    rt: Runtime,
+    request: Request,
+    params: Params,
+    lookup: Callable[..., tuple[Client | None, Any]],
+    *args: Any,
+) -> tuple[Client, Any]:
+    """``authenticate_client``, reading the client with ``lookup(conn, client_id, *args)``,
+    which returns (client or None, whatever else the request needs): one database read
+    for both (e.g. ``hot.client_and_code``). The second value is returned only once the
+    client has authenticated."""
     header = request.headers.get("authorization")
     body_id = params.get("client_id")
     body_secret = params.get("client_secret")
@@ -71,7 +93,7 @@ async def authenticate_client(rt: Runtime, request: Request, params: Params) -> 
     item = _failures_item(limit)
     if limit and not await rt.limiter.test_counter(item, throttle_key):
         raise throttled("too many failed client authentications, wait and retry", 600, limit)
-    client = await rt.db.run_read(client_by_client_id, client_id)
+    client, extra = await rt.db.run_read(lookup, client_id, *args)
     expected = client.secret_hash if client is not None else _DUMMY_HASH
     ok = equal(rt.keys.hash(secret, SECRET_KIND), expected)
     if client is None or not ok:
@@ -79,7 +101,7 @@ async def authenticate_client(rt: Runtime, request: Request, params: Params) -> 
             await rt.limiter.hit_counter(item, throttle_key)
         raise oauth_error("invalid_client", "client authentication failed")
     check_x_domain(request, client.owner_max_domain)
-    return client
+    return client, extra
 
 
 @lru_cache(maxsize=8)

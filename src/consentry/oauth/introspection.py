@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from consentry.http import JSON, NO_STORE
-from consentry.oauth.client_auth import authenticate_client
+from consentry.oauth.client_auth import authenticate_client, authenticate_client_with
 from consentry.oauth.errors import oauth_error
 from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND
 from consentry.oauth.token import read_form
@@ -18,25 +18,37 @@ from consentry.runtime import Runtime
 from consentry.store import hot
 
 INACTIVE = {"active": False}
+_NOT_READ: Any = object()  # the access token was not read with the client
 
 
 async def introspection_endpoint(request: Request) -> Response:
     rt: Runtime = request.app.state.rt
     params = await read_form(rt, request)
-    client = await authenticate_client(rt, request, params)  # RFC 7662 §2.1
     token = params.get("token")
-    if token is None:
-        raise oauth_error("invalid_request", "missing parameter: token")
     hint = params.get("token_type_hint")
     kinds = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
-    found = await rt.db.run_read(
-        _lookup,
-        kinds,
-        rt.keys.hash(token, ACCESS_KIND),
-        rt.keys.hash(token, REFRESH_KIND),
-        int(time.time()),
-        rt.settings.issuer,
-    )
+    at: Any = _NOT_READ
+    if token is not None and kinds[0] == "access":
+        # RFC 7662 §2.1 client authentication and the access-token lookup: one statement.
+        client, at = await authenticate_client_with(
+            rt, request, params, hot.client_and_access_token, rt.keys.hash(token, ACCESS_KIND)
+        )
+    else:
+        client = await authenticate_client(rt, request, params)  # RFC 7662 §2.1
+    if token is None:
+        raise oauth_error("invalid_request", "missing parameter: token")
+    now = int(time.time())
+    if at is not _NOT_READ and at is not None:
+        found: tuple[int, dict[str, Any]] | None = _access_answer(at, now, rt.settings.issuer)
+    else:
+        found = await rt.db.run_read(
+            _lookup,
+            kinds if at is _NOT_READ else kinds[1:],
+            rt.keys.hash(token, ACCESS_KIND),
+            rt.keys.hash(token, REFRESH_KIND),
+            now,
+            rt.settings.issuer,
+        )
     body: dict[str, Any] = INACTIVE
     if found is not None:
         owner_pk, info = found
@@ -49,7 +61,7 @@ async def introspection_endpoint(request: Request) -> Response:
 
 def _lookup(
     conn: Connection,
-    kinds: tuple[str, str],
+    kinds: tuple[str, ...],
     access_hash: str,
     refresh_hash: str,
     now: int,
@@ -70,8 +82,10 @@ def _access(
     conn: Connection, token_hash: str, now: int, issuer: str
 ) -> tuple[int, dict[str, Any]] | None:
     at = hot.access_token(conn, token_hash)
-    if at is None:
-        return None
+    return None if at is None else _access_answer(at, now, issuer)
+
+
+def _access_answer(at: hot.AccessToken, now: int, issuer: str) -> tuple[int, dict[str, Any]]:
     if at.revoked or at.expires_at <= now:
         return at.client_pk, INACTIVE
     return at.client_pk, {

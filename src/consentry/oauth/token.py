@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from consentry.http import JSON, NO_STORE, read_body
-from consentry.oauth.client_auth import authenticate_client
+from consentry.oauth.client_auth import authenticate_client, authenticate_client_with
 from consentry.oauth.errors import oauth_error, throttled
 from consentry.oauth.grants import authorization_code, client_credentials, refresh_token
 from consentry.oauth.params import (
@@ -24,11 +24,20 @@ from consentry.oauth.params import (
 from consentry.runtime import Runtime
 from consentry.store.clients import Client
 
-Grant = Callable[[Runtime, Client, Params], Awaitable[dict[str, Any]]]
+# A grant: (rt, client, params, what its lookup read) -> the token response body.
+Grant = Callable[[Runtime, Client, Params, Any], Awaitable[dict[str, Any]]]
 GRANTS: dict[str, Grant] = {
     "authorization_code": authorization_code.exchange,
     "refresh_token": refresh_token.refresh,
     "client_credentials": client_credentials.issue,
+}
+# What a grant reads in the same statement as client authentication (the code, the refresh
+# token): (lookup, args) for ``authenticate_client_with``, or None. Never raises: parameter
+# errors are the grant's to report, after client authentication, as before.
+Lookup = Callable[[Runtime, Params], "tuple[Callable[..., Any], tuple[Any, ...]] | None"]
+LOOKUPS: dict[str, Lookup] = {
+    "authorization_code": authorization_code.lookup,
+    "refresh_token": refresh_token.lookup,
 }
 
 
@@ -67,7 +76,12 @@ async def token_endpoint(request: Request) -> Response:
     grant_type = params.get("grant_type")
     if grant_type is None:
         raise oauth_error("invalid_request", "missing parameter: grant_type")
-    client = await authenticate_client(rt, request, params)
+    lookup = LOOKUPS.get(grant_type)
+    how = lookup(rt, params) if lookup is not None else None
+    if how is None:
+        client, found = await authenticate_client(rt, request, params), None
+    else:
+        client, found = await authenticate_client_with(rt, request, params, how[0], *how[1])
     per_second = rt.settings.token_rate_limit_per_second
     if per_second:
         item = _per_second(per_second)
@@ -83,6 +97,6 @@ async def token_endpoint(request: Request) -> Response:
             f"grant_type {grant_type[:64]!r} is not supported",
             supported=sorted(GRANTS),
         )
-    body = await grant(rt, client, params)
+    body = await grant(rt, client, params, found)
     rt.metrics.tokens_issued.labels(grant_type).inc()
     return JSON(body, headers=NO_STORE)

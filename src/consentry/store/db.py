@@ -5,8 +5,10 @@ Two kinds of entry point:
 * ``await db.run_read(fn, *args)`` / ``await db.run_write(fn, *args)`` run a plain
   synchronous function of a SQLAlchemy ``Connection`` (Core statements) as one transaction.
   The request hot paths (token endpoint, introspection, revocation, the bearer guard) use
-  these. On PostgreSQL they run through ``AsyncConnection.run_sync`` (asyncpg, one
-  transaction). On SQLite:
+  these. On PostgreSQL they run through ``AsyncConnection.run_sync`` (asyncpg; a write in
+  one transaction, a read in autocommit). ``await db.run_single_write(fn, *args)`` is a
+  write that is one statement on PostgreSQL, run in autocommit (no BEGIN/COMMIT round
+  trips); on SQLite it is ``run_write``. On SQLite:
 
   - reads run directly on the calling (event-loop) thread on a dedicated pysqlite
     connection: a WAL read is a few microseconds and never waits for a writer;
@@ -37,6 +39,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -88,7 +91,11 @@ class Database:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 pool_timeout=settings.db_pool_timeout,
-                pool_pre_ping=True,
+                # No pool_pre_ping: it is a round trip per checkout (a third of a code
+                # exchange's). _drop_closed_on_checkout below checks the socket instead,
+                # and a connection that dies in use is a disconnect error: SQLAlchemy
+                # invalidates it and every older pooled connection (reconnected on their
+                # next checkout), and the request gets a clean 503.
                 pool_recycle=1800,
                 connect_args={"timeout": settings.db_pool_timeout},
             )
@@ -103,6 +110,8 @@ class Database:
         self._writer: _Writer | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
+        else:
+            event.listen(self.engine.sync_engine.pool, "checkout", _drop_closed_on_checkout)
         if self._direct:
             self._sync_engine = create_engine(
                 pysqlite_url(settings.database_url),
@@ -131,6 +140,22 @@ class Database:
         if self.is_sqlite:  # in-memory SQLite: no second connection can see it
             async with self.engine.connect() as aconn, aconn.begin():
                 return await aconn.run_sync(fn, *args)
+        return await self._autocommit(fn, args)
+
+    async def run_single_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)``, a write that PostgreSQL gets as ONE statement.
+
+        On PostgreSQL it runs in autocommit: a single statement is atomic on its own (all of
+        its data-modifying CTEs commit together or not at all), so BEGIN and COMMIT would
+        only add two round trips. ``fn`` must therefore issue at most one data-modifying
+        statement when ``conn.dialect.name == "postgresql"``. On SQLite this is
+        ``run_write`` (a job in a group commit), and ``fn`` may take several statements and
+        raise to roll them back."""
+        if self.is_sqlite:
+            return await self.run_write(fn, *args)
+        return await self._autocommit(fn, args)
+
+    async def _autocommit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         async with self.engine.connect() as aconn:
             aconn = await aconn.execution_options(isolation_level="AUTOCOMMIT")
             return await aconn.run_sync(fn, *args)
@@ -304,6 +329,20 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(value)
+
+
+def _drop_closed_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pool checkout hook that costs no round trip (unlike ``pool_pre_ping``).
+
+    asyncpg marks a connection closed as soon as the event loop sees its socket end (the
+    server restarted, a proxy or firewall cut it). Such a connection is refused here: the
+    pool discards it and checks out another, connecting anew (SQLAlchemy's documented
+    "pessimistic disconnect" hook). A connection that dies silently is found when it is
+    used: a disconnect error, a 503, and the pool is invalidated."""
+    raw = getattr(dbapi_conn, "_connection", None)
+    is_closed = getattr(raw, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise sa_exc.DisconnectionError("connection closed by the peer")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -15,11 +15,23 @@ from __future__ import annotations
 
 import json
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from consentry.store.models import (
@@ -162,6 +174,116 @@ def client_by_client_id(conn: Connection, client_id: str) -> Client | None:
     return client_from_row(row) if row is not None else None
 
 
+# Client authentication plus the row the request is about, in ONE statement: the client (and
+# its owner) LEFT JOINed with the presented code or refresh token. The token endpoint reads
+# both before it writes anything (docs/architecture.md, "Spending without a transaction").
+_N_CLIENT = len(CLIENT_COLUMNS)
+
+
+def _client_plus(columns: Sequence[Any], joined: Any) -> Prepared:
+    return Prepared(
+        select(*CLIENT_COLUMNS, *columns)
+        .select_from(joined)
+        .where(clients.c.client_id == bindparam("p_client_id"))
+    )
+
+
+def _client_and_row(
+    conn: Connection,
+    stmt: Prepared,
+    client_id: str,
+    params: dict[str, Any],
+    make: Callable[[Sequence[Any]], Any],
+) -> tuple[Client | None, Any]:
+    if "\x00" in client_id:
+        return None, None
+    r = stmt.first(conn, {"p_client_id": client_id, **params})
+    if r is None:
+        return None, None
+    extra = tuple(r[_N_CLIENT:])
+    return client_from_row(r), (make(extra) if extra[0] is not None else None)
+
+
+CodeRow = namedtuple(
+    "CodeRow",
+    "id grant_id user_id redirect_uri redirect_uri_sent scope code_challenge expires_at"
+    " spent_at grant_revoked_at",
+)
+_CLIENT_AND_CODE = _client_plus(
+    (
+        codes.c.id,
+        codes.c.grant_id,
+        codes.c.user_id,
+        codes.c.redirect_uri,
+        codes.c.redirect_uri_sent,
+        codes.c.scope,
+        codes.c.code_challenge,
+        codes.c.expires_at,
+        codes.c.spent_at,
+        grants.c.revoked_at,
+    ),
+    clients.join(users, users.c.id == clients.c.owner_id)
+    .outerjoin(
+        codes,
+        and_(codes.c.code_hash == bindparam("p_hash"), codes.c.client_pk == clients.c.id),
+    )
+    .outerjoin(grants, grants.c.id == codes.c.grant_id),
+)
+
+
+def client_and_code(
+    conn: Connection, client_id: str, code_hash: str
+) -> tuple[Client | None, CodeRow | None]:
+    """The client, and the code with this hash if it was issued to that client (with its
+    grant's ``revoked_at``): one statement."""
+    return _client_and_row(conn, _CLIENT_AND_CODE, client_id, {"p_hash": code_hash}, CodeRow._make)
+
+
+RefreshRow = namedtuple(
+    "RefreshRow",
+    "id client_pk grant_id user_id scope expires_at spent_at retry_blob successor_hash"
+    " grant_revoked_at successor_id successor_spent_at",
+)
+_successor = refresh_tokens.alias("successor")
+_CLIENT_AND_REFRESH = _client_plus(
+    (
+        refresh_tokens.c.id,
+        refresh_tokens.c.client_pk,
+        refresh_tokens.c.grant_id,
+        refresh_tokens.c.user_id,
+        refresh_tokens.c.scope,
+        refresh_tokens.c.expires_at,
+        refresh_tokens.c.spent_at,
+        refresh_tokens.c.retry_blob,
+        refresh_tokens.c.successor_hash,
+        grants.c.revoked_at,
+        _successor.c.id,
+        _successor.c.spent_at,
+    ),
+    clients.join(users, users.c.id == clients.c.owner_id)
+    .outerjoin(
+        refresh_tokens,
+        and_(
+            refresh_tokens.c.token_hash == bindparam("p_hash"),
+            refresh_tokens.c.client_pk == clients.c.id,
+        ),
+    )
+    .outerjoin(grants, grants.c.id == refresh_tokens.c.grant_id)
+    .outerjoin(_successor, _successor.c.token_hash == refresh_tokens.c.successor_hash),
+)
+
+
+def client_and_refresh_token(
+    conn: Connection, client_id: str, token_hash: str
+) -> tuple[Client | None, RefreshRow | None]:
+    """The client, and the refresh token with this hash if it was issued to that client:
+    its row, its grant's ``revoked_at``, and its successor's id and ``spent_at`` (the
+    grace-window retry needs them). One statement."""
+    return _client_and_row(
+        conn, _CLIENT_AND_REFRESH, client_id, {"p_hash": token_hash}, RefreshRow._make
+    )
+
+
 # --- grants ----------------------------------------------------------------------------------
 
 _TOUCH_GRANT = Prepared(
@@ -230,15 +352,6 @@ def spend_code(conn: Connection, code_hash: str, client_pk: int, now: int) -> An
     Bound to the client in the WHERE clause so another client holding a stolen code cannot
     even burn it (RFC 6749 §4.1.3)."""
     return _SPEND_CODE.first(conn, {"p_hash": code_hash, "p_client": client_pk, "p_now": now})
-
-
-_CODE_BY_HASH = Prepared(
-    select(codes).where(codes.c.code_hash == bindparam("p_hash"))
-)
-
-
-def code_by_hash(conn: Connection, code_hash: str) -> Any:
-    return _CODE_BY_HASH.first(conn, {"p_hash": code_hash})
 
 
 # --- access and refresh tokens -----------------------------------------------------------------
@@ -358,6 +471,151 @@ def spend_refresh_token(
     )
 
 
+# --- spending and minting in one statement (PostgreSQL) ------------------------------------
+#
+# A single statement is atomic without BEGIN/COMMIT, so on PostgreSQL the spend, the grant
+# touch and the inserts are one statement of data-modifying CTEs, run in autocommit
+# (``Database.run_single_write``): one round trip. Conditions chain, so nothing is inserted
+# unless this statement both spent the code or token and found the grant live:
+#
+#   spent   UPDATE codes|refresh_tokens ... WHERE <unspent, this client, grant live>
+#           RETURNING id                    -- locks the code / token row (the winner only)
+#   touched UPDATE grants ... WHERE id = :grant AND revoked_at IS NULL
+#           AND EXISTS (SELECT FROM spent)  -- an InitPlan: runs after the spend, and only a
+#           RETURNING id                    -- winner locks the grant (token row, then grant)
+#   INSERT access_tokens / refresh_tokens SELECT :values FROM touched
+#   SELECT count(spent), count(touched)
+#
+# Lock order is unchanged (token or code row, then grant row, then inserts; a revocation
+# locks grant then access tokens), and a loser of a spending race locks nothing further and
+# its statement (its transaction) has ended before the request looks at the row again.
+
+_grant_live = grants.alias("grant_live")
+
+
+def _grant_is_live(grant_id: Any) -> Any:
+    return (
+        select(literal_column("1"))
+        .where(_grant_live.c.id == grant_id, _grant_live.c.revoked_at.is_(None))
+        .exists()
+    )
+
+
+def _mint_after(spend: Any) -> Prepared:
+    spent = spend.cte("spent")
+    touched = (
+        update(grants)
+        .where(
+            grants.c.id == bindparam("p_grant", type_=Integer),
+            grants.c.revoked_at.is_(None),
+            select(literal_column("1")).select_from(spent).exists(),
+        )
+        .values(last_used_at=bindparam("p_now", type_=BigInteger))
+        .returning(grants.c.id)
+        .cte("touched")
+    )
+
+    def minted(table: Any, hash_param: str, expires_param: str, name: str) -> Any:
+        return (
+            insert(table)
+            .from_select(
+                ["token_hash", "client_pk", "user_id", "grant_id", "scope", "expires_at"],
+                select(
+                    bindparam(hash_param, type_=String),
+                    bindparam("p_client", type_=Integer),
+                    bindparam("p_user", type_=Integer),
+                    touched.c.id,
+                    bindparam("p_scope", type_=Text),
+                    bindparam(expires_param, type_=BigInteger),
+                ),
+            )
+            .cte(name)
+        )
+
+    return Prepared(
+        select(
+            select(func.count()).select_from(spent).scalar_subquery().label("spent"),
+            select(func.count()).select_from(touched).scalar_subquery().label("touched"),
+        ).add_cte(
+            minted(access_tokens, "p_access_hash", "p_access_exp", "minted_access"),
+            minted(refresh_tokens, "p_refresh_hash", "p_refresh_exp", "minted_refresh"),
+        )
+    )
+
+
+_REDEEM_CODE_PG = _mint_after(
+    update(codes)
+    .where(
+        codes.c.code_hash == bindparam("p_hash"),
+        codes.c.client_pk == bindparam("p_client"),
+        codes.c.spent_at.is_(None),
+        _grant_is_live(codes.c.grant_id),
+    )
+    .values(spent_at=bindparam("p_now"))
+    .returning(codes.c.id)
+)
+
+_ROTATE_REFRESH_PG = _mint_after(
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == bindparam("p_hash"),
+        refresh_tokens.c.client_pk == bindparam("p_client"),
+        refresh_tokens.c.spent_at.is_(None),
+        refresh_tokens.c.expires_at > bindparam("p_now"),
+        _grant_is_live(refresh_tokens.c.grant_id),
+    )
+    .values(
+        spent_at=bindparam("p_now"),
+        retry_blob=bindparam("p_blob"),
+        successor_hash=bindparam("p_refresh_hash"),
+    )
+    .returning(refresh_tokens.c.id)
+)
+
+
+def _mint_params(
+    spent_hash: str,
+    client_pk: int,
+    user_id: int,
+    grant_id: int,
+    scope: str | None,
+    now: int,
+    access_hash: str,
+    access_expires_at: int,
+    refresh_hash: str,
+    refresh_expires_at: int,
+) -> dict[str, Any]:
+    return {
+        "p_hash": spent_hash,
+        "p_client": client_pk,
+        "p_user": user_id,
+        "p_grant": grant_id,
+        "p_scope": scope,
+        "p_now": now,
+        "p_access_hash": access_hash,
+        "p_access_exp": access_expires_at,
+        "p_refresh_hash": refresh_hash,
+        "p_refresh_exp": refresh_expires_at,
+    }
+
+
+def redeem_code_in_one_statement(conn: Connection, *args: Any) -> tuple[bool, bool]:
+    """PostgreSQL: spend the code, touch the grant, insert the pair; (spent, minted).
+
+    Arguments as ``_mint_params``: the code's hash, then the pair's owner and values."""
+    r = _REDEEM_CODE_PG.first(conn, _mint_params(*args))
+    return bool(r[0]), bool(r[1])
+
+
+def rotate_refresh_in_one_statement(
+    conn: Connection, *args: Any, retry_blob: bytes | None
+) -> tuple[bool, bool]:
+    """PostgreSQL: spend the refresh token (recording its successor and the sealed retry
+    pair), touch the grant, insert the new pair; (spent, minted)."""
+    r = _ROTATE_REFRESH_PG.first(conn, {**_mint_params(*args), "p_blob": retry_blob})
+    return bool(r[0]), bool(r[1])
+
+
 _REFRESH_BY_HASH = Prepared(
     
         select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
@@ -370,23 +628,6 @@ _REFRESH_BY_HASH = Prepared(
 def refresh_token_by_hash(conn: Connection, token_hash: str) -> Any:
     """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
     return _REFRESH_BY_HASH.first(conn, {"p_hash": token_hash})
-
-
-_REFRESH_UNSPENT = Prepared(
-    
-        select(refresh_tokens.c.id)
-        .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-        .where(
-            refresh_tokens.c.token_hash == bindparam("p_hash"),
-            refresh_tokens.c.spent_at.is_(None),
-            grants.c.revoked_at.is_(None),
-        )
-    
-)
-
-
-def refresh_token_is_unspent(conn: Connection, token_hash: str) -> bool:
-    return _REFRESH_UNSPENT.first(conn, {"p_hash": token_hash}) is not None
 
 
 _REFRESH_NAMES = Prepared(
@@ -445,8 +686,73 @@ _ACCESS_TOKEN = Prepared(
 def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
     """One statement: the token, its owner, its client and whether its grant still lives."""
     r = _ACCESS_TOKEN.first(conn, {"p_hash": token_hash})
+    return None if r is None else _access_token_from(r)
+
+
+_tok_client = clients.alias("token_client")
+_tok_user = users.alias("token_user")
+_CLIENT_AND_ACCESS = _client_plus(
+    (
+        access_tokens.c.id,
+        access_tokens.c.client_pk,
+        _tok_client.c.client_id,
+        access_tokens.c.user_id,
+        _tok_user.c.account_id,
+        _tok_user.c.max_domain,
+        access_tokens.c.grant_id,
+        access_tokens.c.scope,
+        access_tokens.c.expires_at,
+        access_tokens.c.revoked_at,
+        grants.c.revoked_at,
+    ),
+    clients.join(users, users.c.id == clients.c.owner_id)
+    .outerjoin(access_tokens, access_tokens.c.token_hash == bindparam("p_hash"))
+    .outerjoin(_tok_client, _tok_client.c.id == access_tokens.c.client_pk)
+    .outerjoin(_tok_user, _tok_user.c.id == access_tokens.c.user_id)
+    .outerjoin(grants, grants.c.id == access_tokens.c.grant_id),
+)
+
+
+def client_and_access_token(
+    conn: Connection, client_id: str, token_hash: str
+) -> tuple[Client | None, AccessToken | None]:
+    """The client, and ``access_token(token_hash)`` whichever client holds it: one statement
+    (introspection; the endpoint decides who may learn about the token)."""
+    return _client_and_row(
+        conn, _CLIENT_AND_ACCESS, client_id, {"p_hash": token_hash}, _access_token_from
+    )
+
+
+TokenOwners = namedtuple(
+    "TokenOwners", "access_id access_client_pk refresh_grant_id refresh_client_pk"
+)
+_access_as = access_tokens.alias("presented_access")
+_refresh_as = refresh_tokens.alias("presented_refresh")
+_CLIENT_AND_OWNERS = _client_plus(
+    (_access_as.c.id, _access_as.c.client_pk, _refresh_as.c.grant_id, _refresh_as.c.client_pk),
+    clients.join(users, users.c.id == clients.c.owner_id)
+    .outerjoin(_access_as, _access_as.c.token_hash == bindparam("p_access_hash"))
+    .outerjoin(_refresh_as, _refresh_as.c.token_hash == bindparam("p_refresh_hash")),
+)
+
+
+def client_and_token_owners(
+    conn: Connection, client_id: str, access_hash: str, refresh_hash: str
+) -> tuple[Client | None, TokenOwners]:
+    """The client, and which client holds the presented value as an access token (its id)
+    and as a refresh token (its grant): one statement (revocation)."""
+    if "\x00" in client_id:
+        return None, TokenOwners(None, None, None, None)
+    r = _CLIENT_AND_OWNERS.first(
+        conn,
+        {"p_client_id": client_id, "p_access_hash": access_hash, "p_refresh_hash": refresh_hash},
+    )
     if r is None:
-        return None
+        return None, TokenOwners(None, None, None, None)
+    return client_from_row(r), TokenOwners._make(r[_N_CLIENT:])
+
+
+def _access_token_from(r: Sequence[Any]) -> AccessToken:
     return AccessToken(
         id=r[0],
         client_pk=r[1],

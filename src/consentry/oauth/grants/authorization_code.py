@@ -35,7 +35,19 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-async def exchange(rt: Runtime, client: Client, params: Params) -> dict[str, Any]:
+def lookup(rt: Runtime, params: Params) -> tuple[Any, tuple[Any, ...]] | None:
+    """Read the code in the same statement as the client (``hot.client_and_code``)."""
+    code = params.get("code")
+    if code is None:
+        return None
+    return hot.client_and_code, (rt.keys.hash(code, CODE_KIND),)
+
+
+async def exchange(
+    rt: Runtime, client: Client, params: Params, row: hot.CodeRow | None
+) -> dict[str, Any]:
+    """``row``: the code as read with the client (``lookup``), None if this client has no
+    code with that hash."""
     code = params.get("code")
     if code is None:
         raise oauth_error("invalid_request", "missing parameter: code")
@@ -45,59 +57,65 @@ async def exchange(rt: Runtime, client: Client, params: Params) -> dict[str, Any
         raise oauth_error("invalid_request", "code_verifier must be 43-128 unreserved characters")
     code_hash = rt.keys.hash(code, CODE_KIND)
     now = int(time.time())
+    if row is None:
+        # Unknown, or another client's: that client can neither redeem nor burn it.
+        raise oauth_error("invalid_grant", "authorization code is invalid")
+    if row.spent_at is not None:
+        await _replayed(rt, int(row.grant_id), now)
+    # The checks run on the row read with the client, before anything is written: a code
+    # that fails one stays unspent, exactly as when they ran after a spend that was then
+    # rolled back. Nothing they look at can change but spent_at and the grant's revoked_at,
+    # and both are conditions of the spend itself.
+    _check(row, redirect_uri, verifier, now)
+    if row.grant_revoked_at is not None:
+        raise oauth_error("invalid_grant", "the authorization was revoked")
+
     access, refresh = new_pair()
     ttl = rt.settings.access_token_ttl
-
-    # One write transaction: the conditional UPDATE spends the code (of concurrent exchanges
-    # exactly one wins), the checks run, and the grant is touched and the pair inserted.
-    scope = await rt.db.run_write(
+    # One write: the conditional spend (of concurrent exchanges exactly one wins), the grant
+    # touch and the pair; on PostgreSQL one statement in autocommit.
+    outcome = await rt.db.run_single_write(
         _redeem,
         code_hash,
         client.id,
-        redirect_uri,
-        verifier,
+        int(row.user_id),
+        int(row.grant_id),
+        row.scope,
         now,
         rt.keys.hash(access, ACCESS_KIND),
-        rt.keys.hash(refresh, REFRESH_KIND),
         now + ttl,
+        rt.keys.hash(refresh, REFRESH_KIND),
         now + rt.settings.refresh_token_ttl,
     )
-    if scope is not _LOST:
-        return token_body(access, ttl, scope, refresh)
-    # Lost or replayed. Looked at after the write transaction ended, so no row lock from the
-    # failed UPDATE is held while the grant is locked (deadlock-free on PostgreSQL).
-    seen = await rt.db.run_read(hot.code_by_hash, code_hash)
-    if seen is not None and seen.client_pk == client.id and seen.spent_at:
-        # RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a replayed code revokes what it issued.
-        await rt.db.run_write(hot.revoke_grants, [int(seen.grant_id)], now)
-        raise oauth_error(
-            "invalid_grant",
-            "authorization code was already used; the tokens issued from it are revoked",
-        )
+    if outcome is _MINTED:
+        return token_body(access, ttl, row.scope, refresh)
+    if outcome is _REVOKED:
+        # PostgreSQL only, and only when a revocation committed during the statement: the
+        # code is spent, nothing was minted.
+        raise oauth_error("invalid_grant", "the authorization was revoked")
+    # Not spent by this request: another one won the race, or (PostgreSQL, whose spend is
+    # conditional on a live grant) the grant was revoked since the read. Looked at after the
+    # write ended, so no row lock from the failed UPDATE is held while the grant is locked
+    # (deadlock-free on PostgreSQL).
+    _, seen = await rt.db.run_read(hot.client_and_code, client.client_id, code_hash)
+    if seen is not None and seen.spent_at is not None:
+        await _replayed(rt, int(seen.grant_id), now)
+    if seen is not None and seen.grant_revoked_at is not None:
+        raise oauth_error("invalid_grant", "the authorization was revoked")
     raise oauth_error("invalid_grant", "authorization code is invalid")
 
 
-_LOST: Any = object()  # the code was not spent by this request
+async def _replayed(rt: Runtime, grant_id: int, now: int) -> None:
+    """RFC 6749 §4.1.2 / RFC 9700 §4.2.4: a replayed code revokes what it issued."""
+    await rt.db.run_write(hot.revoke_grants, [grant_id], now)
+    raise oauth_error(
+        "invalid_grant",
+        "authorization code was already used; the tokens issued from it are revoked",
+    )
 
 
-def _redeem(
-    conn: Connection,
-    code_hash: str,
-    client_pk: int,
-    redirect_uri: str | None,
-    verifier: str | None,
-    now: int,
-    access_hash: str,
-    refresh_hash: str,
-    access_expires_at: int,
-    refresh_expires_at: int,
-) -> Any:
-    """The write job: the granted scope, or ``_LOST`` if this request did not spend the code.
-
-    Any error raised here rolls the spend back with the rest of the transaction."""
-    row = hot.spend_code(conn, code_hash, client_pk, now)
-    if row is None:
-        return _LOST
+def _check(row: hot.CodeRow, redirect_uri: str | None, verifier: str | None, now: int) -> None:
+    """RFC 6749 §4.1.3 and RFC 7636 §4.6 on an unspent code of this client, in this order."""
     if row.expires_at <= now:
         raise oauth_error("invalid_grant", "authorization code has expired")
     # RFC 6749 §4.1.3: redirect_uri required iff it was in the authorization request,
@@ -118,19 +136,42 @@ def _redeem(
             raise oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
     elif verifier is not None:
         raise oauth_error("invalid_grant", "code_verifier sent but no code_challenge was")
+
+
+_MINTED: Any = object()  # the code was spent and the pair inserted
+_LOST: Any = object()  # the code was not spent by this request
+_REVOKED: Any = object()  # spent, but the grant was revoked meanwhile: nothing minted
+
+
+def _redeem(
+    conn: Connection,
+    code_hash: str,
+    client_pk: int,
+    user_id: int,
+    grant_id: int,
+    scope: str | None,
+    now: int,
+    access_hash: str,
+    access_expires_at: int,
+    refresh_hash: str,
+    refresh_expires_at: int,
+) -> Any:
+    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``."""
+    if conn.dialect.name == "postgresql":
+        spent, minted = hot.redeem_code_in_one_statement(
+            conn, code_hash, client_pk, user_id, grant_id, scope, now,
+            access_hash, access_expires_at, refresh_hash, refresh_expires_at,
+        )
+        return _MINTED if minted else _REVOKED if spent else _LOST
+    # SQLite: the statements one by one in the writer's transaction; insert_pair raises
+    # if the grant was revoked, which rolls the spend back with the rest.
+    if hot.spend_code(conn, code_hash, client_pk, now) is None:
+        return _LOST
     insert_pair(
-        conn,
-        access_hash,
-        refresh_hash,
-        client_pk,
-        int(row.user_id),
-        int(row.grant_id),
-        row.scope,
-        access_expires_at,
-        refresh_expires_at,
-        now,
+        conn, access_hash, refresh_hash, client_pk, user_id, grant_id, scope,
+        access_expires_at, refresh_expires_at, now,
     )
-    return row.scope
+    return _MINTED
 
 
 __all__ = ["exchange", "s256", "ApiError"]
