@@ -162,3 +162,37 @@ def test_a_unique_violation_in_one_job_leaves_the_batch_usable(db_url: str) -> N
             await db.dispose()
 
     asyncio.run(main())
+
+
+def test_a_batch_without_failures_runs_without_savepoints(db_url: str) -> None:
+    """The optimistic path: savepoints only when a job of the batch raised (then the batch
+    runs again, each job in its own savepoint, as the failing-job test above checks)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        assert db._sync_engine is not None
+
+        @event.listens_for(db._sync_engine, "connect")
+        def _trace(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.set_trace_callback(seen.append)
+
+        try:
+            await db.run_write(_create)
+            gate = threading.Event()
+            held = await _held(db, gate)
+            jobs = [asyncio.ensure_future(db.run_write(_insert, x, False)) for x in range(10)]
+            await _until_queued(db, len(jobs))
+            seen.clear()
+            gate.set()
+            await held
+            assert await asyncio.gather(*jobs) == list(range(10))
+            assert not [s for s in seen if s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
+            assert sum(1 for s in seen if s.startswith("INSERT")) == 10
+            assert sum(1 for s in seen if s == "COMMIT") == 2  # the gate's batch, then ours
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())

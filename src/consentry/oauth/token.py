@@ -70,7 +70,7 @@ async def read_form(rt: Runtime, request: Request) -> Params:
 async def token_endpoint(request: Request) -> Response:
     rt: Runtime = request.app.state.rt
     params = await read_form(rt, request)
-    if request.query_params:
+    if request.scope["query_string"]:
         # Credentials and codes do not belong in URLs (RFC 6749 §3.2: POST body).
         raise oauth_error("invalid_request", "send token request parameters in the POST body")
     grant_type = params.get("grant_type")
