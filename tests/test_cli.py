@@ -128,3 +128,51 @@ def test_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
     r = run(env, "db", "upgrade")
     assert r.returncode == 2
     assert "CONSENTRY_ACCESS_TOKEN_TTL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_with_workers_answers_from_each_and_stops_cleanly(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+
+    from tests.conftest import free_port
+
+    env = fresh_env(tmp_path) | {"CONSENTRY_LOG_LEVEL": "info"}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*CONSENTRY, "serve", "--port", str(port), "--workers", "2"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        # both workers are up and logged their start; requests are served (by either)
+        while len(set(re.findall(r'"event": "start".*?"pid": (\d+)', log.read_text()))) < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        for _ in range(20):
+            with httpx.Client() as http:  # a new connection each time
+                assert http.get(f"{url}/healthz").json() == {"status": "ok"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz", timeout=2)
+
+
+def test_serve_refuses_zero_workers(tmp_path: Path) -> None:
+    r = run(fresh_env(tmp_path), "serve", "--workers", "0")
+    assert r.returncode == 2 and "--workers" in r.stderr

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -43,11 +46,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from consentry.app import create_app
     from consentry.gates import InsecureSettings, check
-    from consentry.serving import http_options
     from consentry.store.migrate import upgrade
 
     settings = _settings(args)
@@ -58,15 +57,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except InsecureSettings as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _serve_workers(settings, args.workers)
+    _serve_one(settings)
+    return 0
+
+
+def _serve_one(settings: Settings, sock: socket.socket | None = None) -> None:
+    """One process: the app on uvicorn, on ``sock`` (shared by workers) or its own."""
+    import uvicorn
+
+    from consentry.app import create_app
+    from consentry.serving import http_options
+
     app = create_app(settings)
     logging.getLogger("consentry").info(
-        json.dumps({"event": "start", "app_url": settings.app_url, "api_url": settings.api_url})
+        json.dumps({"event": "start", "app_url": settings.app_url, "api_url": settings.api_url,
+                    "pid": os.getpid()})
     )
     # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal
     # to the handler that was installed before it: make that a clean exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -79,7 +95,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
-    return 0
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
+
+
+def _serve_workers(settings: Settings, workers: int) -> int:
+    """``--workers N``: N processes accept on one listening socket (each its own event loop,
+    app, database pool — or SQLite writer — and rate-limit counters; share limits with
+    CONSENTRY_REDIS_URL). SIGTERM/SIGINT to this process are passed on; each worker finishes
+    its in-flight requests, and this process exits 0 once all have. If a worker dies, the
+    others are stopped and the exit status is 1."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker: everything (loop, engine, threads) is created after fork
+            code = 1
+            try:
+                _serve_one(settings, sock)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    status = 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        alive.discard(pid)
+        code = os.waitstatus_to_exitcode(raw)
+        if code != 0 and not stopping:
+            logging.getLogger("consentry").error(
+                json.dumps({"event": "worker_died", "pid": pid, "exit": code})
+            )
+            status = 1
+            _stop(signal.SIGTERM, None)
+    return status
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -216,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the provider (creates/migrates the database)")
     serve.add_argument("--host", help="address to bind (CONSENTRY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (CONSENTRY_PORT, default 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (default 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="provider + MyTemplateMaker + demo user, on SQLite")
