@@ -178,17 +178,46 @@ def wait_http(url: str, proc: subprocess.Popen[Any], log: Path | None, timeout: 
         time.sleep(0.1)
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    if pid is None:
-        return None
+def _stat_fields(pid: int) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
+    return stat.rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (e.g. the workers of ``serve --workers N``)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of a process (all its threads) and of its live descendants, from
+    /proc/<pid>/stat."""
+    if pid is None:
+        return None
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    total = int(fields[11]) + int(fields[12])
+    for child in descendants(pid):
+        child_fields = _stat_fields(child)
+        if child_fields is not None:
+            total += int(child_fields[11]) + int(child_fields[12])
+    return total / ticks
 
 
 def python() -> str:

@@ -198,6 +198,7 @@ def render(
         f"- machine: {machine['nproc']} × {machine['cpu']}, Linux {machine['kernel']}, "
         f"Python {machine['python']}, node {machine['node'] or '–'}, {machine['wrk']}",
         f"- commit: {machine['commit'] or '?'}; database: {settings['database']}; "
+        f"consentry processes: {settings.get('workers', 1)}; "
         f"{settings['connections']} connections, {settings['threads']} wrk thread(s), "
         f"{settings['duration']} s per scenario; {settings['pinning']}",
         f"- load average before/after: {settings['load_before']} / {settings['load_after']}",

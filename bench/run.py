@@ -47,7 +47,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
         self.work = work
-        self.pinning = procs.Pinning(not args.no_pin)
+        self.pinning = procs.Pinning(not args.no_pin and args.workers <= 1)
         self.threads: int = args.threads or (1 if self.pinning.enabled else 2)
         self.duration: float = args.duration
         self.cells: dict[str, dict[str, Cell]] = {}
@@ -386,6 +386,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-node", action="store_true", help="do not run node-oidc-provider")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="consentry serve --workers N (N > 1 implies --no-pin: the workers need the cores)",
+    )
+    p.add_argument(
         "--scenarios",
         default="client_credentials,authorization_code,refresh_token,introspection,bearer_get",
         help="comma-separated subset of the consentry/node scenarios",
@@ -467,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "threads": bench.threads,
             "database": args.database,
+            "workers": args.workers,
             "skip_node": args.skip_node,
             "pinning": bench.pinning.describe(),
             "pool_factor": args.pool_factor,
@@ -479,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         nv = node_version(args.skip_node)
         bench.run_ceilings()
-        consentry = Consentry(work, bench.pinning, args.database)
+        consentry = Consentry(work, bench.pinning, args.database, workers=args.workers)
         bench.run_target(consentry)
         consentry.drop_database()
         if not args.skip_node:

@@ -101,9 +101,12 @@ class Target:
 
 
 class Consentry(Target):
-    def __init__(self, work: Path, pinning: procs.Pinning, database: str) -> None:
+    def __init__(
+        self, work: Path, pinning: procs.Pinning, database: str, workers: int = 1
+    ) -> None:
         super().__init__(name="consentry", work=work, pinning=pinning)
         self.database = database
+        self.workers = workers
         self.pg_db: str | None = None
         self.env: dict[str, str] = {}
 
@@ -152,7 +155,10 @@ class Consentry(Target):
 
     def _spawn(self) -> None:
         self.log = self.work / "consentry.log"
-        argv = self.pinning.server([procs.python(), "-m", "consentry.cli", "serve"])
+        serve = [procs.python(), "-m", "consentry.cli", "serve"]
+        if self.workers > 1:
+            serve += ["--workers", str(self.workers)]
+        argv = self.pinning.server(serve)
         self.proc = procs.spawn(argv, env=self.env, cwd=ROOT, log=self.log)
         procs.wait_http(self.url + "/healthz", self.proc, self.log)
 
