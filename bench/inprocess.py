@@ -1,0 +1,180 @@
+"""The application alone, without uvicorn: ``python -m bench.inprocess OP [N]``.
+
+Builds consentry's ASGI app on a fresh SQLite file (or ``--database-url``), creates a
+developer, a user, a confidential client and an access token, then calls the app directly
+with ASGI scopes — 32 requests in flight, as wrk's 32 connections — and prints the CPU time
+per request of the whole process (the event loop and the SQLite writer thread).
+
+``--callgrind`` runs it twice under ``valgrind --tool=callgrind`` (N and 3N requests) and
+prints the instructions per request: the difference of the two totals over the difference
+of the request counts, so start-up is cancelled out. Instruction counts do not move with
+the machine's load, which makes them the number to compare between two commits on a busy
+machine (``PYTHONPATH=<other checkout>/src python -m bench.inprocess --callgrind OP``).
+
+OP: client_credentials, introspection, bearer_get, authorize (GET with remembered consent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+OPS = ("client_credentials", "introspection", "bearer_get", "authorize")
+Scope = dict[str, Any]
+
+
+async def drive(op: str, n: int, database_url: str) -> float:
+    from consentry.app import create_app
+    from consentry.config import Settings
+    from consentry.oauth.issue import CODE_KIND
+    from consentry.store import tokens
+    from consentry.store.clients import create_client, new_client_id
+    from consentry.store.migrate import upgrade
+    from consentry.store.users import create_user
+    from consentry.web import session as sessions
+
+    env = {
+        "CONSENTRY_RATE_LIMIT_PER_SECOND": "1000000",
+        "CONSENTRY_RATE_LIMIT_PER_FRAME": "1000000000",
+        "CONSENTRY_RATE_LIMIT_CONCURRENT": "100000",
+        "CONSENTRY_TOKEN_RATE_LIMIT_PER_SECOND": "0",
+    }
+    settings = Settings.from_env(
+        env, database_url=database_url, secret_key=secrets.token_hex(32), purge_interval=0,
+        log_level="warning",
+    ).resolved()
+    upgrade(settings)
+    app = create_app(settings)
+    rt = app.state.rt
+    secret = secrets.token_urlsafe(32)
+    async with rt.db.write() as conn:
+        dev = await create_user(conn, email="dev@example.com", password_hash="x", name="Dev")
+        user = await create_user(conn, email="user@example.com", password_hash="x", name="U")
+        client_id = new_client_id()
+        client_pk = await create_client(
+            conn, owner_id=dev, name="bench", redirect_uris=["https://app.example/cb"],
+            secret_hash=rt.keys.hash(secret, "client_secret"), client_id=client_id,
+        )
+        code = secrets.token_urlsafe(32)
+        now = int(time.time())
+        grant = await tokens.create_grant(
+            conn, user_id=user, client_pk=client_pk, scope=None, now=now
+        )
+        await tokens.insert_code(
+            conn, code_hash=rt.keys.hash(code, CODE_KIND), grant_id=grant, client_pk=client_pk,
+            user_id=user, redirect_uri="https://app.example/cb", redirect_uri_sent=False,
+            scope=None, code_challenge=None, expires_at=now + 600,
+        )
+
+    async def call(method: str, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes = b"", query: bytes = b"") -> tuple[int, bytes]:
+        scope: Scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": query, "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+            "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000),
+        }
+        messages: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await app(scope, receive, send)
+        return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+    basic = [(b"authorization", b"Basic " + base64.b64encode(f"{client_id}:{secret}".encode()))]
+    form = [(b"content-type", b"application/x-www-form-urlencoded")]
+    status, raw = await call("POST", "/v3/token", basic + form,
+                             b"grant_type=authorization_code&code=" + code.encode())
+    assert status == 200, raw
+    access = json.loads(raw)["access_token"].encode()
+    cookie = b""
+    if op == "authorize":
+        s = await sessions.create(rt, user)
+        await rt.db.run_write(tokens.upsert_consent, user, client_pk, None, int(time.time()))
+        cookie = b"consentry_session=" + s.raw_id.encode()
+    requests = {
+        "client_credentials": lambda: call("POST", "/v3/token", basic + form,
+                                           b"grant_type=client_credentials"),
+        "introspection": lambda: call("POST", "/v3/token/introspect", basic + form,
+                                      b"token=" + access),
+        "bearer_get": lambda: call("GET", "/v3/from-fields",
+                                   [(b"authorization", b"Bearer " + access)]),
+        "authorize": lambda: call("GET", "/oauth2_authorize.html", [(b"cookie", cookie)],
+                                  query=f"client_id={client_id}&response_type=code".encode()),
+    }
+    one = requests[op]
+    ok = 302 if op == "authorize" else 200
+    for _ in range(50):  # warm: compiled statements, caches
+        status, raw = await one()
+        assert status == ok, (status, raw[:200])
+    sem = asyncio.Semaphore(32)
+
+    async def limited() -> None:
+        async with sem:
+            got, body = await one()
+            assert got == ok, (got, body[:200])
+
+    cpu = time.process_time()
+    await asyncio.gather(*(limited() for _ in range(n)))
+    cpu = time.process_time() - cpu
+    await rt.db.dispose()
+    return cpu / n
+
+
+def callgrind(op: str, n: int) -> float:
+    totals = []
+    for count in (n, 3 * n):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "callgrind.out"
+            r = subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                 sys.executable, "-m", "bench.inprocess", op, str(count)],
+                capture_output=True, text=True, check=True,
+            )
+            found = re.search(r"Collected : (\d+)", r.stderr)
+            assert found, r.stderr[-2000:]
+            totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / (2 * n)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.inprocess", description=(__doc__ or "").split("\n")[0]
+    )
+    p.add_argument("op", choices=OPS)
+    p.add_argument("n", type=int, nargs="?", default=20000, help="requests (default 20000)")
+    p.add_argument("--database-url", help="default: a fresh SQLite file")
+    p.add_argument("--callgrind", action="store_true", help="instructions per request")
+    args = p.parse_args()
+    if args.callgrind:
+        n = min(args.n, 500)
+        print(f"{args.op}: {callgrind(args.op, n) / 1000:.1f} k instructions/request")
+        return 0
+    import uvloop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        uvloop.install()
+        per = asyncio.run(drive(args.op, args.n, url))
+    print(f"{args.op}: {per * 1e6:.1f} µs CPU/request (n={args.n}, pid {os.getpid()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
