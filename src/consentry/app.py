@@ -108,7 +108,7 @@ class RequestContext:
         same endpoint, the same exception handlers (looked up by the exception's class, as
         Starlette does), and the same 500 handler — without the exception middleware, a route
         scan with a regex per route and the per-request wrappers around the endpoint.
-        (Starlette's server-error middleware still wraps this; nothing reaches it from here.)"""
+        (RequestContext sits outside Starlette's whole stack: see :class:`ConsentryApp`.)"""
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
@@ -289,7 +289,7 @@ async def purge_forever(rt: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ConsentryApp:
     db = Database(settings)
     metrics = Metrics()
     rt = Runtime(
@@ -360,8 +360,28 @@ def create_app(settings: Settings) -> Starlette:
         BodyTooLarge: _too_large,
         Exception: _internal,
     }
-    app = Starlette(routes=routes, exception_handlers=dict(handlers), lifespan=lifespan)
+    app = ConsentryApp(routes=routes, exception_handlers=dict(handlers), lifespan=lifespan)
     app.state.rt = rt
     app.state.metrics = metrics
-    app.add_middleware(RequestContext, metrics=metrics, routes=routes, handlers=handlers)
+    app.context = RequestContext(app.stack, metrics=metrics, routes=routes, handlers=handlers)
     return app
+
+
+class ConsentryApp(Starlette):
+    """Starlette with :class:`RequestContext` outside its whole middleware stack.
+
+    The fast lane then skips Starlette's server-error middleware too (it handles every
+    exception itself); for everything else the order is RequestContext, then Starlette's
+    server-error middleware, exception middleware and router, so a 500 is rendered by the
+    same handler and still reaches uvicorn's log."""
+
+    context: RequestContext
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.context(scope, receive, send)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)

@@ -62,4 +62,5 @@ def request_id(request: Request) -> str:
 
 
 def client_host(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")
+    return str(client[0]) if client else "unknown"
