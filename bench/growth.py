@@ -37,6 +37,7 @@ from bench.run import Bench
 from bench.run import parse_args as bench_args
 from bench.targets import Consentry
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
+from consentry.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_START = "<!-- growth:latest:start -->"
@@ -780,8 +781,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--purge-batch",
         type=int,
-        default=5000,
-        help="batch of the purge run under load (default 5000, the server's default)",
+        default=Settings.purge_batch,
+        help=f"batch of the purge run under load (default {Settings.purge_batch}, the "
+        "server's default, CONSENTRY_PURGE_BATCH)",
     )
     p.add_argument(
         "--purge-limit",
