@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import sys
@@ -746,17 +745,6 @@ def render(results: list[SizeResult], settings: dict[str, Any], machine: dict[st
     return "\n".join(out) + "\n"
 
 
-def update_docs(doc: Path, text: str) -> bool:
-    """Replace the block between the growth markers of docs/performance.md with ``text``."""
-    content = doc.read_text() if doc.exists() else ""
-    pattern = re.compile(re.escape(DOCS_START) + r".*?" + re.escape(DOCS_END), re.S)
-    if not pattern.search(content):
-        return False
-    block = f"{DOCS_START}\n{text.rstrip()}\n{DOCS_END}"
-    doc.write_text(pattern.sub(lambda _m: block, content, count=1))
-    return True
-
-
 # --- command line --------------------------------------------------------------------------------
 
 
@@ -871,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(text)
         if args.update_docs:
-            if update_docs(ROOT / "docs" / "performance.md", text):
+            if report.update_docs(ROOT / "docs" / "performance.md", text, DOCS_START, DOCS_END):
                 print("docs/performance.md updated")
             else:
                 print("docs/performance.md has no growth markers; not updated")

@@ -245,14 +245,15 @@ def write(out_dir: Path, text: str, data: dict[str, Any]) -> None:
     (out_dir / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
-def update_docs(doc: Path, text: str) -> bool:
-    """Replace the block between the bench markers of docs/performance.md with ``text``."""
+def update_docs(doc: Path, text: str, start: str = DOCS_START, end: str = DOCS_END) -> bool:
+    """Replace the block between ``start`` and ``end`` (by default the bench markers) of
+    docs/performance.md with ``text``; False when the file or the markers are missing."""
     if not doc.exists():
         return False
     content = doc.read_text()
-    pattern = re.compile(re.escape(DOCS_START) + r".*?" + re.escape(DOCS_END), re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(content):
         return False
-    block = f"{DOCS_START}\n{text.rstrip()}\n{DOCS_END}"
+    block = f"{start}\n{text.rstrip()}\n{end}"
     doc.write_text(pattern.sub(lambda _m: block, content, count=1))
     return True
