@@ -660,26 +660,31 @@ class AccessToken:
     revoked: bool
 
 
+def _access_token_columns(token_client: Any, token_user: Any) -> tuple[Any, ...]:
+    """An access token's columns, in the order :func:`_access_token_from` reads them; the
+    token's client and user tables are given (aliases when the statement also reads the
+    authenticating client)."""
+    return (
+        access_tokens.c.id,
+        access_tokens.c.client_pk,
+        token_client.c.client_id,
+        access_tokens.c.user_id,
+        token_user.c.account_id,
+        token_user.c.max_domain,
+        access_tokens.c.grant_id,
+        access_tokens.c.scope,
+        access_tokens.c.expires_at,
+        access_tokens.c.revoked_at,
+        grants.c.revoked_at.label("grant_revoked_at"),
+    )
+
+
 _ACCESS_TOKEN = Prepared(
-    
-        select(
-            access_tokens.c.id,
-            access_tokens.c.client_pk,
-            clients.c.client_id,
-            access_tokens.c.user_id,
-            users.c.account_id,
-            users.c.max_domain,
-            access_tokens.c.grant_id,
-            access_tokens.c.scope,
-            access_tokens.c.expires_at,
-            access_tokens.c.revoked_at,
-            grants.c.revoked_at.label("grant_revoked_at"),
-        )
-        .join(clients, clients.c.id == access_tokens.c.client_pk)
-        .join(users, users.c.id == access_tokens.c.user_id)
-        .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
-        .where(access_tokens.c.token_hash == bindparam("p_hash"))
-    
+    select(*_access_token_columns(clients, users))
+    .join(clients, clients.c.id == access_tokens.c.client_pk)
+    .join(users, users.c.id == access_tokens.c.user_id)
+    .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
+    .where(access_tokens.c.token_hash == bindparam("p_hash"))
 )
 
 
@@ -692,19 +697,7 @@ def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
 _tok_client = clients.alias("token_client")
 _tok_user = users.alias("token_user")
 _CLIENT_AND_ACCESS = _client_plus(
-    (
-        access_tokens.c.id,
-        access_tokens.c.client_pk,
-        _tok_client.c.client_id,
-        access_tokens.c.user_id,
-        _tok_user.c.account_id,
-        _tok_user.c.max_domain,
-        access_tokens.c.grant_id,
-        access_tokens.c.scope,
-        access_tokens.c.expires_at,
-        access_tokens.c.revoked_at,
-        grants.c.revoked_at,
-    ),
+    _access_token_columns(_tok_client, _tok_user),
     clients.join(users, users.c.id == clients.c.owner_id)
     .outerjoin(access_tokens, access_tokens.c.token_hash == bindparam("p_hash"))
     .outerjoin(_tok_client, _tok_client.c.id == access_tokens.c.client_pk)
