@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.appdata import new_code, seed
+
 OPS = ("client_credentials", "introspection", "bearer_get", "authorize")
 Scope = dict[str, Any]
 
@@ -37,11 +39,8 @@ Scope = dict[str, Any]
 async def drive(op: str, n: int, database_url: str) -> float:
     from consentry.app import create_app
     from consentry.config import Settings
-    from consentry.oauth.issue import CODE_KIND
     from consentry.store import tokens
-    from consentry.store.clients import create_client, new_client_id
     from consentry.store.migrate import upgrade
-    from consentry.store.users import create_user
     from consentry.web import session as sessions
 
     env = {
@@ -57,25 +56,11 @@ async def drive(op: str, n: int, database_url: str) -> float:
     upgrade(settings)
     app = create_app(settings)
     rt = app.state.rt
-    secret = secrets.token_urlsafe(32)
-    async with rt.db.write() as conn:
-        dev = await create_user(conn, email="dev@example.com", password_hash="x", name="Dev")
-        user = await create_user(conn, email="user@example.com", password_hash="x", name="U")
-        client_id = new_client_id()
-        client_pk = await create_client(
-            conn, owner_id=dev, name="bench", redirect_uris=["https://app.example/cb"],
-            secret_hash=rt.keys.hash(secret, "client_secret"), client_id=client_id,
-        )
-        code = secrets.token_urlsafe(32)
-        now = int(time.time())
-        grant = await tokens.create_grant(
-            conn, user_id=user, client_pk=client_pk, scope=None, now=now
-        )
-        await tokens.insert_code(
-            conn, code_hash=rt.keys.hash(code, CODE_KIND), grant_id=grant, client_pk=client_pk,
-            user_id=user, redirect_uri="https://app.example/cb", redirect_uri_sent=False,
-            scope=None, code_challenge=None, expires_at=now + 600,
-        )
+    seeded = await seed(rt)
+    client_id, secret, user, client_pk = (
+        seeded.client_id, seeded.secret, seeded.user, seeded.client_pk
+    )
+    code = await new_code(rt, seeded)
 
     async def call(method: str, path: str, headers: list[tuple[bytes, bytes]],
                    body: bytes = b"", query: bytes = b"") -> tuple[int, bytes]:

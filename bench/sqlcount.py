@@ -27,12 +27,14 @@ import re
 import secrets
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import event
+
+from bench.appdata import new_code as make_code
+from bench.appdata import seed
 
 OPS = (
     "client_credentials",
@@ -72,11 +74,7 @@ class Recorder:
 async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
     from consentry.app import create_app
     from consentry.config import Settings
-    from consentry.oauth.issue import CODE_KIND
-    from consentry.store import tokens
-    from consentry.store.clients import create_client, new_client_id
     from consentry.store.migrate import upgrade
-    from consentry.store.users import create_user
 
     settings = Settings.from_env(
         {}, database_url=database_url, secret_key=secrets.token_hex(32), purge_interval=0,
@@ -115,29 +113,11 @@ async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
         def _checkout(*a: Any) -> None:
             rec.checkouts += 1
 
-    secret = secrets.token_urlsafe(32)
-    async with db.write() as conn:
-        dev = await create_user(conn, email="dev@example.com", password_hash="x", name="Dev")
-        user = await create_user(conn, email="user@example.com", password_hash="x", name="U")
-        client_id = new_client_id()
-        client_pk = await create_client(
-            conn, owner_id=dev, name="bench", redirect_uris=["https://app.example/cb"],
-            secret_hash=rt.keys.hash(secret, "client_secret"), client_id=client_id,
-        )
+    seeded = await seed(rt)
+    client_id, secret = seeded.client_id, seeded.secret
 
     async def new_code() -> str:
-        code = secrets.token_urlsafe(32)
-        now = int(time.time())
-        async with db.write() as conn:
-            grant = await tokens.create_grant(
-                conn, user_id=user, client_pk=client_pk, scope=None, now=now
-            )
-            await tokens.insert_code(
-                conn, code_hash=rt.keys.hash(code, CODE_KIND), grant_id=grant,
-                client_pk=client_pk, user_id=user, redirect_uri="https://app.example/cb",
-                redirect_uri_sent=False, scope=None, code_challenge=None, expires_at=now + 600,
-            )
-        return code
+        return await make_code(rt, seeded)
 
     results: dict[str, dict[str, list[int]]] = {op: {} for op in OPS}
     transport = httpx.ASGITransport(app=app)
