@@ -20,7 +20,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -815,75 +814,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    procs.install_handlers()
-    work = Path(tempfile.mkdtemp(prefix="consentry-growth-"))
-    try:
-        ensure_wrk()
-        g = Growth(args, work)
-        started = time.monotonic()
-        settings: dict[str, Any] = {
-            "quick": args.quick,
-            "sizes": args.sizes,
-            "duration": args.duration,
-            "warmup": args.warmup,
-            "connections": args.connections,
-            "database": args.database,
-            "scenarios": args.scenarios,
-            "pinning": g.pinning.describe(),
-            "purge_batch": args.purge_batch,
-            "purge_limit": args.purge_limit,
-            "purge_rest_batch": args.purge_rest_batch,
-            "load_before": report.loadavg(),
-        }
-        log(
-            f"sizes {args.sizes}, {args.duration:g} s per scenario, {g.pinning.describe()}, "
-            f"work dir {work}"
-        )
-        results = [g.run_size(n) for n in args.sizes]
-        settings["load_after"] = report.loadavg()
-        settings["wall_seconds"] = round(time.monotonic() - started, 1)
-        machine = report.machine_info(None)
-        text = render(results, settings, machine)
-        ok = all(r.ok for r in results)
-        data = {
-            "machine": machine,
-            "settings": settings,
-            "sizes": [r.as_json() for r in results],
-            "ok": ok,
-            "argv": sys.argv,
-        }
-        out_dir = Path(args.output)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "growth.md").write_text(text)
-        (out_dir / "growth.json").write_text(json.dumps(data, indent=2) + "\n")
-        print()
-        print(text)
-        if args.update_docs:
-            if report.update_docs(ROOT / "docs" / "performance.md", text, DOCS_START, DOCS_END):
-                print("docs/performance.md updated")
-            else:
-                print("docs/performance.md has no growth markers; not updated")
-        if not ok:
-            print(
-                "FAILED: a size had errors, failed, or the purge did not keep the live rows",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping every child process", file=sys.stderr)
-        return 130
-    except SystemExit:
-        raise
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        return 2
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {work}")
+    return procs.run_main("consentry-growth-", args.keep, lambda work: _main(args, work))
+
+
+def _main(args: argparse.Namespace, work: Path) -> int:
+    ensure_wrk()
+    g = Growth(args, work)
+    started = time.monotonic()
+    settings: dict[str, Any] = {
+        "quick": args.quick,
+        "sizes": args.sizes,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "database": args.database,
+        "scenarios": args.scenarios,
+        "pinning": g.pinning.describe(),
+        "purge_batch": args.purge_batch,
+        "purge_limit": args.purge_limit,
+        "purge_rest_batch": args.purge_rest_batch,
+        "load_before": report.loadavg(),
+    }
+    log(
+        f"sizes {args.sizes}, {args.duration:g} s per scenario, {g.pinning.describe()}, "
+        f"work dir {work}"
+    )
+    results = [g.run_size(n) for n in args.sizes]
+    settings["load_after"] = report.loadavg()
+    settings["wall_seconds"] = round(time.monotonic() - started, 1)
+    machine = report.machine_info(None)
+    text = render(results, settings, machine)
+    ok = all(r.ok for r in results)
+    data = {
+        "machine": machine,
+        "settings": settings,
+        "sizes": [r.as_json() for r in results],
+        "ok": ok,
+        "argv": sys.argv,
+    }
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "growth.md").write_text(text)
+    (out_dir / "growth.json").write_text(json.dumps(data, indent=2) + "\n")
+    print()
+    print(text)
+    if args.update_docs:
+        if report.update_docs(ROOT / "docs" / "performance.md", text, DOCS_START, DOCS_END):
+            print("docs/performance.md updated")
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            print("docs/performance.md has no growth markers; not updated")
+    if not ok:
+        print(
+            "FAILED: a size had errors, failed, or the purge did not keep the live rows",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,6 +159,36 @@ def install_handlers() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+
+
+def run_main(
+    prefix: str,
+    keep: bool,
+    body: Callable[[Path], int],
+    cleanup: Callable[[], None] = lambda: None,
+) -> int:
+    """A harness's ``main``: ``body(work)`` in a fresh temporary folder; Ctrl-C is exit 130,
+    an unexpected error is its traceback and exit 2; afterwards every child is stopped,
+    ``cleanup()`` runs and the folder is removed (kept and named with ``keep``)."""
+    install_handlers()
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return body(work)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping every child process", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return 2
+    finally:
+        stop_all()
+        cleanup()
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def wait_http(url: str, proc: subprocess.Popen[Any], log: Path | None, timeout: float = 60) -> None:

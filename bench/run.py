@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -460,81 +457,74 @@ def node_version(skip: bool) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    procs.install_handlers()
-    work = Path(tempfile.mkdtemp(prefix="consentry-bench-"))
-    consentry: Consentry | None = None
-    try:
-        ensure_wrk()
-        bench = Bench(args, work)
-        started = time.monotonic()
-        settings: dict[str, Any] = {
-            "quick": args.quick,
-            "duration": args.duration,
-            "connections": args.connections,
-            "threads": bench.threads,
-            "database": args.database,
-            "workers": args.workers,
-            "skip_node": args.skip_node,
-            "pinning": bench.pinning.describe(),
-            "pool_factor": args.pool_factor,
-            "scenarios": args.scenarios,
-            "load_before": report.loadavg(),
-        }
-        bench.log(
-            f"{args.duration:g} s per scenario, {args.connections} connections, "
-            f"{bench.threads} wrk thread(s), {bench.pinning.describe()}, work dir {work}"
-        )
-        nv = node_version(args.skip_node)
-        bench.run_ceilings()
-        consentry = Consentry(work, bench.pinning, args.database, workers=args.workers)
-        bench.run_target(consentry)
-        consentry.drop_database()
-        if not args.skip_node:
-            bench.run_target(NodeOidcProvider(work, bench.pinning))
-        settings["load_after"] = report.loadavg()
-        settings["wall_seconds"] = round(time.monotonic() - started, 1)
+    made: list[Consentry] = []
 
-        ceiling_cell = bench.cell("ceiling", "consentry")
-        ceiling = ceiling_cell.result.rate if ceiling_cell.result else 0.0
-        ok = True
-        for key in args.scenarios:
-            cell = bench.cells.get(key, {}).get("consentry")
-            if cell is None or cell.result is None or cell.result.errors:
-                ok = False
-        notes = list(bench.notes)
-        notes.append(f"wall time of the whole run: {settings['wall_seconds']} s")
-        if bench.profiles:
-            notes.append(f"py-spy profiles in {args.output}/profile-*.txt")
-        machine = report.machine_info(nv)
-        text = report.render(bench.cells, ceiling, settings, machine, notes)
-        data = report.as_json(bench.cells, ceiling, settings, machine, notes, ok)
-        report.write(Path(args.output), text, data)
-        print()
-        print(text)
-        for summary in bench.profiles:
-            print(summary)
-        if args.update_docs:
-            if report.update_docs(ROOT / "docs" / "performance.md", text):
-                print("docs/performance.md updated")
-            else:
-                print("docs/performance.md has no bench markers; not updated")
-        if not ok:
-            print("FAILED: a consentry scenario had errors or did not run", file=sys.stderr)
-            return 1
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping every child process", file=sys.stderr)
-        return 130
-    except SystemExit:
-        raise
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        return 2
-    finally:
-        procs.stop_all()
-        if consentry is not None:
+    def cleanup() -> None:
+        for consentry in made:
             consentry.drop_database()
-        if args.keep:
-            print(f"kept {work}")
+
+    return procs.run_main(
+        "consentry-bench-", args.keep, lambda work: _main(args, work, made), cleanup
+    )
+
+
+def _main(args: argparse.Namespace, work: Path, made: list[Consentry]) -> int:
+    ensure_wrk()
+    bench = Bench(args, work)
+    started = time.monotonic()
+    settings: dict[str, Any] = {
+        "quick": args.quick,
+        "duration": args.duration,
+        "connections": args.connections,
+        "threads": bench.threads,
+        "database": args.database,
+        "workers": args.workers,
+        "skip_node": args.skip_node,
+        "pinning": bench.pinning.describe(),
+        "pool_factor": args.pool_factor,
+        "scenarios": args.scenarios,
+        "load_before": report.loadavg(),
+    }
+    bench.log(
+        f"{args.duration:g} s per scenario, {args.connections} connections, "
+        f"{bench.threads} wrk thread(s), {bench.pinning.describe()}, work dir {work}"
+    )
+    nv = node_version(args.skip_node)
+    bench.run_ceilings()
+    consentry = Consentry(work, bench.pinning, args.database, workers=args.workers)
+    made.append(consentry)
+    bench.run_target(consentry)
+    consentry.drop_database()
+    if not args.skip_node:
+        bench.run_target(NodeOidcProvider(work, bench.pinning))
+    settings["load_after"] = report.loadavg()
+    settings["wall_seconds"] = round(time.monotonic() - started, 1)
+
+    ceiling_cell = bench.cell("ceiling", "consentry")
+    ceiling = ceiling_cell.result.rate if ceiling_cell.result else 0.0
+    ok = True
+    for key in args.scenarios:
+        cell = bench.cells.get(key, {}).get("consentry")
+        if cell is None or cell.result is None or cell.result.errors:
+            ok = False
+    notes = list(bench.notes)
+    notes.append(f"wall time of the whole run: {settings['wall_seconds']} s")
+    if bench.profiles:
+        notes.append(f"py-spy profiles in {args.output}/profile-*.txt")
+    machine = report.machine_info(nv)
+    text = report.render(bench.cells, ceiling, settings, machine, notes)
+    data = report.as_json(bench.cells, ceiling, settings, machine, notes, ok)
+    report.write(Path(args.output), text, data)
+    print()
+    print(text)
+    for summary in bench.profiles:
+        print(summary)
+    if args.update_docs:
+        if report.update_docs(ROOT / "docs" / "performance.md", text):
+            print("docs/performance.md updated")
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            print("docs/performance.md has no bench markers; not updated")
+    if not ok:
+        print("FAILED: a consentry scenario had errors or did not run", file=sys.stderr)
+        return 1
+    return 0
