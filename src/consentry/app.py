@@ -68,7 +68,6 @@ class RequestContext:
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
         # The metric children per label set, looked up once: prometheus_client's labels()
         # validates and locks on every call (it stood out in the bearer GET profile).
         self._counted: dict[tuple[str, str, str], Any] = {}

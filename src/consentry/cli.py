@@ -49,6 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from consentry.gates import InsecureSettings, check
     from consentry.store.migrate import upgrade
 
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     settings = _settings(args)
     _setup_logging(settings.log_level)
     upgrade(settings)
@@ -56,9 +59,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check(settings, settings.allowed_insecure, asyncio.run(_implicit_clients(settings)))
     except InsecureSettings as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
         return 2
     if args.workers > 1:
         return _serve_workers(settings, args.workers)
