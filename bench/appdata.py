@@ -44,13 +44,16 @@ async def new_code(rt: Any, s: Seeded) -> str:
 
     code = secrets.token_urlsafe(32)
     now = int(time.time())
-    async with rt.db.write() as conn:
-        grant = await tokens.create_grant(
+
+    def write(conn: Any) -> None:
+        grant = tokens.insert_grant(
             conn, user_id=s.user, client_pk=s.client_pk, scope=None, now=now
         )
-        await tokens.insert_code(
+        tokens.add_code(
             conn, code_hash=rt.keys.hash(code, CODE_KIND), grant_id=grant,
             client_pk=s.client_pk, user_id=s.user, redirect_uri=REDIRECT_URI,
             redirect_uri_sent=False, scope=None, code_challenge=None, expires_at=now + 600,
         )
+
+    await rt.db.run_write(write)
     return code

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -54,14 +53,6 @@ def insert_grant(
         conn, {"p_user": user_id, "p_client": client_pk, "p_scope": scope, "p_now": now}
     )
     return int(row[0])
-
-
-async def create_grant(
-    conn: AsyncConnection, *, user_id: int, client_pk: int, scope: str | None, now: int
-) -> int:
-    return await conn.run_sync(
-        lambda c: insert_grant(c, user_id=user_id, client_pk=client_pk, scope=scope, now=now)
-    )
 
 
 async def revoke_grants(conn: AsyncConnection, grant_ids: Sequence[int], now: int) -> None:
@@ -125,11 +116,6 @@ def add_code(
             "p_expires": expires_at,
         },
     )
-
-
-async def insert_code(conn: AsyncConnection, **values: Any) -> None:
-    """:func:`add_code` from async code (same keyword arguments)."""
-    await conn.run_sync(lambda c: add_code(c, **values))
 
 
 # --- consent ---------------------------------------------------------------------------------
