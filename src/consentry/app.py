@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consentry import lane
 from consentry.api.ratelimit import RateLimiter
 from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
@@ -47,6 +48,8 @@ from consentry.web.routes import routes as web_routes
 
 log = logging.getLogger("consentry")
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+# The fast lane's way back to the connection: (status, headers, body) -> the status sent.
+Reply = Callable[[int, list[tuple[bytes, bytes]], bytes], int]
 
 # Paths answered with GetResponse JSON errors; everything else is a page.
 API_PREFIXES = ("/v3", "/.well-known", "/healthz", "/readyz", "/metrics")
@@ -99,24 +102,96 @@ class RequestContext:
                 return handler
         return _internal
 
+    async def respond(self, route: Route, request: Request) -> Response:
+        """The endpoint's response, or the registered handler's answer to its exception
+        (looked up by the exception's class, as Starlette does; the 500 handler last)."""
+        try:
+            response: Response = await route.endpoint(request)
+            return response
+        except Exception as exc:
+            return await self._handler(exc)(request, exc)
+
     async def direct(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         """Run an API endpoint straight from here, skipping Starlette's stack.
 
         For the API's fixed paths with an allowed method (not HEAD), the result is what
         Starlette's router, exception middleware and server-error middleware would give: the
-        same endpoint, the same exception handlers (looked up by the exception's class, as
-        Starlette does), and the same 500 handler — without the exception middleware, a route
-        scan with a regex per route and the per-request wrappers around the endpoint.
-        (RequestContext sits outside Starlette's whole stack: see :class:`ConsentryApp`.)"""
-        scope["route"] = route
-        scope["endpoint"] = route.endpoint
-        scope["path_params"] = {}
+        same endpoint, the same exception handlers, and the same 500 handler — without the
+        exception middleware, a route scan with a regex per route and the per-request
+        wrappers around the endpoint. (RequestContext sits outside Starlette's whole stack:
+        see :class:`ConsentryApp`.)"""
+        _enter(route, scope)
         request = Request(scope, receive, send)
-        try:
-            response = await route.endpoint(request)
-        except Exception as exc:
-            response = await self._handler(exc)(request, exc)
+        response = await self.respond(route, request)
         await response(scope, receive, send)
+
+    def lane_route(self, method: str, path: str) -> Route | None:
+        """The fast-lane route for a request, if it has one (see :mod:`consentry.lane`)."""
+        return self._direct.get((method, path))
+
+    def lane(
+        self, route: Route, scope: Scope, body: bytes, reply: Reply
+    ) -> asyncio.Task[None] | None:
+        """Answer one request of the server's fast lane without ASGI messages.
+
+        The same request id, endpoint, exception handlers, metrics and access log as
+        ``__call__`` + ``direct``; the response goes to ``reply(status, headers, body)``
+        instead of through ``send``. The endpoint runs at once, on the protocol's callback
+        (an API endpoint on SQLite usually finishes without ever waiting: its reads are
+        direct). If it has to wait (a write's commit, Redis), the rest runs as a task,
+        returned so that the server can wait for it at shutdown."""
+        rid = self._begin(scope)
+        started = time.perf_counter()
+        _enter(route, scope)
+        request = Request(scope, _receive_once(body))
+        return lane.run(
+            self.respond(route, request),
+            lambda response: self._lane_reply(scope, rid, started, response, reply),
+            lambda exc: self._lane_crash(scope, rid, started, exc, reply),
+        )
+
+    def _lane_reply(
+        self, scope: Scope, rid: str, started: float, response: Response, reply: Reply
+    ) -> asyncio.Task[None] | None:
+        if type(response).__call__ is not Response.__call__ or response.background is not None:
+            # A streaming or file response, or one with background work: through its own ASGI
+            # call, collected (none of the fast lane's routes answers like this today).
+            return lane.run(
+                lane.collect(response, scope),
+                lambda got: self._lane_send(scope, rid, started, *got, reply),
+                lambda exc: self._lane_crash(scope, rid, started, exc, reply),
+            )
+        self._lane_send(
+            scope,
+            rid,
+            started,
+            response.status_code,
+            response.raw_headers,
+            bytes(response.body),
+            reply,
+        )
+        return None
+
+    def _lane_send(
+        self,
+        scope: Scope,
+        rid: str,
+        started: float,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        reply: Reply,
+    ) -> None:
+        status = reply(status, [*headers, (b"x-request-id", rid.encode())], body)
+        self._finish(scope, rid, status, started)
+
+    def _lane_crash(
+        self, scope: Scope, rid: str, started: float, exc: BaseException, reply: Reply
+    ) -> None:
+        # What uvicorn does when an ASGI app raises before its response started.
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=exc)
+        reply(500, list(lane.SERVER_ERROR_HEADERS), b"Internal Server Error")
+        self._finish(scope, rid, 500, started)
 
     def route_of(self, scope: Scope) -> str:
         """The route template (not the raw path), so metrics labels stay bounded.
@@ -132,12 +207,42 @@ class RequestContext:
             return "unmatched"
         return str(getattr(route, "path", "other"))
 
+    def _begin(self, scope: Scope) -> str:
+        rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        scope.setdefault("state", {})["request_id"] = rid
+        return rid
+
+    def _finish(self, scope: Scope, rid: str, status: int, started: float) -> None:
+        route = self.route_of(scope)
+        elapsed = time.perf_counter() - started
+        labels = (scope["method"], route, str(status))
+        counter = self._counted.get(labels)
+        if counter is None:
+            counter = self._counted[labels] = self.metrics.requests.labels(*labels)
+        counter.inc()
+        timer = self._timed.get(route)
+        if timer is None:
+            timer = self._timed[route] = self.metrics.latency.labels(route)
+        timer.observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            # Paths only: no query string (it may carry state), never bodies or headers.
+            log.info(
+                json.dumps(
+                    {
+                        "uuid": rid,
+                        "method": scope["method"],
+                        "path": scope["path"][:200],
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                    }
+                )
+            )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = self._begin(scope)
         status = 500
         started = time.perf_counter()
 
@@ -157,30 +262,28 @@ class RequestContext:
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
-            route = self.route_of(scope)
-            elapsed = time.perf_counter() - started
-            labels = (scope["method"], route, str(status))
-            counter = self._counted.get(labels)
-            if counter is None:
-                counter = self._counted[labels] = self.metrics.requests.labels(*labels)
-            counter.inc()
-            timer = self._timed.get(route)
-            if timer is None:
-                timer = self._timed[route] = self.metrics.latency.labels(route)
-            timer.observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                # Paths only: no query string (it may carry state), never bodies or headers.
-                log.info(
-                    json.dumps(
-                        {
-                            "uuid": rid,
-                            "method": scope["method"],
-                            "path": scope["path"][:200],
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                        }
-                    )
-                )
+            self._finish(scope, rid, status, started)
+
+
+def _enter(route: Route, scope: Scope) -> None:
+    """What Starlette's router leaves in the scope for the route it dispatches to."""
+    scope["route"] = route
+    scope["endpoint"] = route.endpoint
+    scope["path_params"] = {}
+
+
+def _receive_once(body: bytes) -> Receive:
+    """An ASGI ``receive`` for a request whose whole body has arrived."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -198,9 +301,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         err = ApiError(NOT_FOUND, "Resource not found", {"path": request.url.path[:200]})
     elif exc.status_code == 405:
-        err = ApiError(
-            VALIDATION, f"Method {request.method} is not allowed here", http_status=405
-        )
+        err = ApiError(VALIDATION, f"Method {request.method} is not allowed here", http_status=405)
         err.headers.update(exc.headers or {})
     else:
         err = ApiError(VALIDATION, str(exc.detail), http_status=exc.status_code)
@@ -318,9 +419,7 @@ def create_app(settings: Settings) -> ConsentryApp:
         return JSON({"status": "ok", "database": "ok"})
 
     async def metrics_endpoint(request: Request) -> Response:
-        return PlainTextResponse(
-            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/v3/token", token_endpoint, methods=["POST"]),
@@ -379,6 +478,15 @@ class ConsentryApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
         await self.context(scope, receive, send)
+
+    def lane_route(self, method: str, path: str) -> Route | None:
+        return self.context.lane_route(method, path)
+
+    def lane(
+        self, route: Route, scope: Scope, body: bytes, reply: Reply
+    ) -> asyncio.Task[None] | None:
+        scope["app"] = self
+        return self.context.lane(route, scope, body, reply)
 
     async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.middleware_stack is None:

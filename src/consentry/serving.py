@@ -17,7 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from consentry.lane import SERVER_ERROR_HEADERS as _SERVER_ERROR
+
 MAX_REQUEST_HEAD = 64 * 1024  # request line + headers; browsers and clients send < 16 KiB
+# Largest request body the fast lane takes (token requests are a few hundred bytes); bigger
+# ones go through ASGI, where the configured body limit applies as always.
+LANE_MAX_BODY = 16 * 1024
 
 _REFUSAL = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -29,18 +34,33 @@ _REFUSAL = (
 
 
 def http_options() -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.run`` that bound the request head."""
+    """Keyword arguments for ``uvicorn.run``: the bounded head, one write per response, and
+    the fast lane for the API's fixed-path routes."""
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import (
+            HEADER_RE,
+            HEADER_VALUE_RE,
+            STATUS_LINE,
+            HttpToolsProtocol,
+        )
     except ImportError:  # no httptools: h11 enforces the same limit itself
         return {"http": "h11", "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Refuses a request head over ``MAX_REQUEST_HEAD`` bytes with 431 and hangs up;
-        writes each response's head together with its body."""
+        writes each response's head together with its body; answers fast-lane requests
+        without an ASGI cycle."""
 
         _in_head = True
         _head_bytes = 0
+        _lane: Any = None  # the route, between a lane request's head and its end
+        _lane_body: list[bytes]
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The lane needs consentry's app itself (uvicorn wraps it only for trace logs).
+            self._lane_app = self.app if hasattr(self.app, "lane_route") else None
 
         def on_message_begin(self) -> None:
             self._in_head = True
@@ -49,6 +69,14 @@ def http_options() -> dict[str, Any]:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            route = self._lane_route()
+            if route is not None:
+                self._lane = route
+                self._lane_body = []
+                # What uvicorn's other callbacks (disconnect, shutdown, the next pipelined
+                # request) look at while this request is being answered.
+                self.cycle = _LaneCycle()  # type: ignore[assignment]
+                return
             super().on_headers_complete()
             # Per cycle: with pipelined requests, self.cycle is already the next one when
             # an earlier cycle completes.
@@ -63,6 +91,120 @@ def http_options() -> dict[str, Any]:
 
             cycle.on_response = on_response
 
+        def _lane_route(self) -> Any:
+            """The request's fast-lane route, or None for uvicorn's usual ASGI cycle.
+
+            Only a plain keep-alive HTTP/1.1 request to one of the API's fixed paths, with
+            no body or a small Content-Length one, on a connection with nothing else in
+            flight: everything else (pipelined behind a pending response, 100-continue,
+            upgrades, chunked bodies, escaped paths, a client not reading its responses)
+            takes the ASGI path, whose rules stay the reference."""
+            app = self._lane_app
+            parser = self.parser
+            cycle = self.cycle
+            if (
+                app is None
+                or self.pipeline
+                or (cycle is not None and not cycle.response_complete)
+                or self.expect_100_continue
+                or self.flow.write_paused
+                or self.access_log
+                or self.limit_concurrency is not None
+                or self.root_path
+                or parser.should_upgrade()
+                or not parser.should_keep_alive()
+                or parser.get_http_version() != "1.1"
+            ):
+                return None
+            try:
+                parsed = httptools.parse_url(self.url)
+                raw_path = parsed.path
+                path = raw_path.decode("ascii")
+                method = parser.get_method().decode("ascii")
+            except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+                return None
+            if "%" in path:
+                return None
+            route = app.lane_route(method, path)
+            if route is None:
+                return None
+            for name, value in self.headers:
+                if name == b"content-length":
+                    if not value.isdigit() or int(value) > LANE_MAX_BODY:
+                        return None
+                elif name == b"transfer-encoding":
+                    return None
+            scope = self.scope
+            scope["method"] = method
+            scope["path"] = path
+            scope["raw_path"] = raw_path
+            scope["query_string"] = parsed.query or b""
+            return route
+
+        def on_body(self, body: bytes) -> None:
+            if self._lane is not None:
+                self._lane_body.append(body)  # at most LANE_MAX_BODY: Content-Length framed
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            route = self._lane
+            if route is None:
+                super().on_message_complete()
+                return
+            self._lane = None
+            body = b"".join(self._lane_body)
+            self._lane_body = []
+            cycle = self.cycle
+
+            def reply(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+                return self._lane_reply(cycle, status, headers, body)  # type: ignore[arg-type]
+
+            task = self._lane_app.lane(route, self.scope, body, reply)  # type: ignore[union-attr]
+            if task is not None:  # it waits for something: shut down only once it is done
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+
+        def _lane_reply(
+            self, cycle: _LaneCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        ) -> int:
+            """Write one fast-lane response (head and body in one write); the status sent."""
+            if cycle.response_complete:
+                return status
+            names = b"".join(name for name, _ in headers)
+            values = b"".join(value for _, value in headers)
+            if HEADER_RE.search(names) or HEADER_VALUE_RE.search(values):
+                # As uvicorn refuses such a header (response splitting): a 500 instead.
+                self.logger.error("Invalid HTTP header in a response to %s", self.scope["path"])
+                status, headers, body = 500, list(_SERVER_ERROR), b"Internal Server Error"
+            cycle.response_complete = True
+            if cycle.disconnected:
+                return status
+            keep_alive = cycle.keep_alive
+            content = [STATUS_LINE[status]]
+            for name, value in self.server_state.default_headers:
+                content += (name, b": ", value, b"\r\n")
+            has_length = False
+            for name, value in headers:
+                name = name.lower()
+                if name == b"content-length":
+                    has_length = True
+                elif name == b"connection" and b"close" in value.lower():
+                    keep_alive = False
+                content += (name, b": ", value, b"\r\n")
+            if status in (204, 304):
+                body = b""
+            elif not has_length:
+                content += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+            if not keep_alive and not any(n.lower() == b"connection" for n, _ in headers):
+                content.append(b"connection: close\r\n")
+            content += (b"\r\n", body)
+            self.transport.write(b"".join(content))
+            if not keep_alive:
+                self.transport.close()
+            self.on_response_complete()
+            return status
+
         def data_received(self, data: bytes) -> None:
             counting = self._in_head
             super().data_received(data)
@@ -75,6 +217,27 @@ def http_options() -> dict[str, Any]:
                     self.transport.close()
 
     return {"http": BoundedHttpToolsProtocol}
+
+
+class _NoEvent:
+    """uvicorn sets a cycle's message event on disconnect; the lane waits on none."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
+class _LaneCycle:
+    """The stand-in for uvicorn's cycle while a fast-lane request is answered."""
+
+    __slots__ = ("response_complete", "disconnected", "keep_alive")
+    message_event = _NoEvent()
+
+    def __init__(self) -> None:
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = True  # uvicorn's shutdown() turns it off: close after the response
 
 
 class _Coalescing:
