@@ -37,8 +37,9 @@ async def seed(rt: Any) -> Seeded:
     return Seeded(user, client_id, client_pk, secret)
 
 
-async def new_code(rt: Any, s: Seeded) -> str:
-    """A fresh authorization code of the user for the client, in a grant of its own."""
+async def new_code(rt: Any, s: Seeded, scope: str | None = None) -> str:
+    """A fresh authorization code of the user for the client, in a grant of its own
+    (``scope``: the scopes granted, space-separated; None: full access)."""
     from consentry.oauth.issue import CODE_KIND
     from consentry.store import tokens
 
@@ -47,12 +48,12 @@ async def new_code(rt: Any, s: Seeded) -> str:
 
     def write(conn: Any) -> None:
         grant = tokens.insert_grant(
-            conn, user_id=s.user, client_pk=s.client_pk, scope=None, now=now
+            conn, user_id=s.user, client_pk=s.client_pk, scope=scope, now=now
         )
         tokens.add_code(
             conn, code_hash=rt.keys.hash(code, CODE_KIND), grant_id=grant,
             client_pk=s.client_pk, user_id=s.user, redirect_uri=REDIRECT_URI,
-            redirect_uri_sent=False, scope=None, code_challenge=None, expires_at=now + 600,
+            redirect_uri_sent=False, scope=scope, code_challenge=None, expires_at=now + 600,
         )
 
     await rt.db.run_write(write)

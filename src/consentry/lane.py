@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import Message, Scope
 
 T = TypeVar("T")
+_NOT_STARTED = object()
 
 # uvicorn's answer when an application fails before its response started.
 SERVER_ERROR_HEADERS = (
@@ -42,12 +43,18 @@ def run(
     coro: Coroutine[Any, Any, T],
     on_result: Callable[[T], asyncio.Task[None] | None],
     on_error: Callable[[BaseException], None],
+    eager: bool = True,
 ) -> asyncio.Task[None] | None:
     """Step ``coro`` now; ``on_result`` gets its value (or ``on_error`` its exception).
 
     Returns None when it finished at once, else the task that finishes it (and calls back
-    from there). ``on_result`` may itself return a task; the returned one then waits for it."""
+    from there). ``on_result`` may itself return a task; the returned one then waits for it.
+    With ``eager=False`` the coroutine runs in a task from its start: for code that needs
+    ``asyncio.current_task()`` before its first wait (SQLAlchemy's asyncio pool, timeouts)."""
     ctx = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    if not eager:
+        return loop.create_task(_finish(coro, _NOT_STARTED, on_result, on_error), context=ctx)
     try:
         waiting_on = ctx.run(coro.send, None)
     except StopIteration as stop:
@@ -55,7 +62,6 @@ def run(
     except Exception as exc:
         on_error(exc)
         return None
-    loop = asyncio.get_running_loop()
     return loop.create_task(_finish(coro, waiting_on, on_result, on_error), context=ctx)
 
 
@@ -66,7 +72,7 @@ async def _finish(
     on_error: Callable[[BaseException], None],
 ) -> None:
     try:
-        result: T = await _resume(coro, waiting_on)
+        result: T = await (coro if waiting_on is _NOT_STARTED else _resume(coro, waiting_on))
     except BaseException as exc:  # as uvicorn's run_asgi: even a cancellation gets its 500
         on_error(exc)
         return

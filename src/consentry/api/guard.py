@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from consentry.api.ratelimit import Decision
 from consentry.http import error_response
 from consentry.oauth.errors import QUOTA, ApiError, invalid_token, missing_token
 from consentry.oauth.issue import ACCESS_KIND
@@ -120,6 +121,35 @@ def prefetched(request: Request) -> Any:
     return value
 
 
+def quota_denied(rt: Runtime, decision: Decision, request: Request) -> Response:
+    """GetResponse's answer when an account is over its frame or per-second limit."""
+    rt.metrics.rate_limited.labels(decision.reason).inc()
+    err = ApiError(
+        QUOTA,
+        "You have reached the limit of API calls, wait before the next call",
+        {
+            "currentLimit": decision.limit
+            if decision.reason == "frame"
+            else rt.settings.rate_limit_per_second,
+            "timeToReset": f"{decision.retry_after} seconds",
+        },
+        headers=decision.headers() | {"Retry-After": str(decision.retry_after)},
+    )
+    return error_response(err, request)
+
+
+def concurrency_denied(rt: Runtime, decision: Decision, request: Request) -> Response:
+    """The answer when an account has its limit of calls in flight already."""
+    rt.metrics.rate_limited.labels("concurrent").inc()
+    err = ApiError(
+        QUOTA,
+        "Too many calls at once for this account",
+        {"currentLimit": rt.settings.rate_limit_concurrent, "timeToReset": "1 seconds"},
+        headers=decision.headers() | {"Retry-After": "1"},
+    )
+    return error_response(err, request)
+
+
 def protected(
     scope: str, prefetch: Prefetch | None = None
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
@@ -155,28 +185,9 @@ def protected(
             key = caller.account_id
             decision = await rt.limiter.check(key)
             if not decision.allowed:
-                rt.metrics.rate_limited.labels(decision.reason).inc()
-                err = ApiError(
-                    QUOTA,
-                    "You have reached the limit of API calls, wait before the next call",
-                    {
-                        "currentLimit": decision.limit
-                        if decision.reason == "frame"
-                        else rt.settings.rate_limit_per_second,
-                        "timeToReset": f"{decision.retry_after} seconds",
-                    },
-                    headers=decision.headers() | {"Retry-After": str(decision.retry_after)},
-                )
-                return error_response(err, request)
+                return quota_denied(rt, decision, request)
             if not rt.limiter.acquire(key):
-                rt.metrics.rate_limited.labels("concurrent").inc()
-                err = ApiError(
-                    QUOTA,
-                    "Too many calls at once for this account",
-                    {"currentLimit": rt.settings.rate_limit_concurrent, "timeToReset": "1 seconds"},
-                    headers=decision.headers() | {"Retry-After": "1"},
-                )
-                return error_response(err, request)
+                return concurrency_denied(rt, decision, request)
             try:
                 try:
                     response = await handler(request, caller)

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.aio.storage import RedisStorage, Storage
@@ -23,8 +23,9 @@ from limits.aio.strategies import FixedWindowRateLimiter
 log = logging.getLogger("consentry.ratelimit")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """One call's verdict (a named tuple: made on every API call)."""
+
     allowed: bool
     limit: int
     remaining: int
@@ -154,8 +155,25 @@ class RateLimiter:
 
     async def check(self, key: str) -> Decision:
         """Count one call for ``key`` against the frame and the per-second limits."""
+        if self._shared is None:
+            return self.check_local(key)
         ok_s, _rem_s, reset_s = await self._hit(self.second_item, "s:" + key)
         ok_f, rem_f, reset_f = await self._hit(self.frame_item, "f:" + key, cost=1 if ok_s else 0)
+        return self._decide(ok_s, reset_s, ok_f, rem_f, reset_f)
+
+    @property
+    def local(self) -> bool:
+        """Whether the counters are this process's (no Redis): ``check_local`` applies."""
+        return self._shared is None
+
+    def check_local(self, key: str) -> Decision:
+        """:meth:`check` on this process's counters, without waiting (only when ``local``)."""
+        memory = self._memory
+        ok_s, _rem_s, reset_s = memory.hit(self.second_item, "s:" + key)
+        ok_f, rem_f, reset_f = memory.hit(self.frame_item, "f:" + key, 1 if ok_s else 0)
+        return self._decide(ok_s, reset_s, ok_f, rem_f, reset_f)
+
+    def _decide(self, ok_s: bool, reset_s: int, ok_f: bool, rem_f: int, reset_f: int) -> Decision:
         limit = self.frame_item.amount
         if not ok_f:
             return Decision(False, limit, 0, reset_f, max(1, reset_f), "frame")

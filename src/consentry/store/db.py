@@ -126,21 +126,30 @@ class Database:
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one read transaction and return its result."""
         if self._direct:
-            conn = self._reader
-            if conn is None or conn.closed:
-                assert self._sync_engine is not None
-                conn = self._reader = self._sync_engine.connect()
-            try:
-                result = fn(conn, *args)
-            finally:
-                conn.rollback()  # a read: ends the snapshot (nothing to commit)
-            return result
+            return self.read_now(fn, *args)
         # PostgreSQL reads run in autocommit: under READ COMMITTED every statement has its own
         # snapshot anyway, and this saves the BEGIN and COMMIT round trips.
         if self.is_sqlite:  # in-memory SQLite: no second connection can see it
             async with self.engine.connect() as aconn, aconn.begin():
                 return await aconn.run_sync(fn, *args)
         return await self._autocommit(fn, args)
+
+    @property
+    def direct(self) -> bool:
+        """SQLite on a file: reads on the calling thread, writes through the writer thread."""
+        return self._direct
+
+    def read_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run_read`` without waiting, for direct SQLite only (``direct``): the same
+        connection on this thread, the same transaction rules."""
+        conn = self._reader
+        if conn is None or conn.closed:
+            assert self._sync_engine is not None
+            conn = self._reader = self._sync_engine.connect()
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.rollback()  # a read: ends the snapshot (nothing to commit)
 
     async def run_single_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``, a write that PostgreSQL gets as ONE statement.
@@ -231,12 +240,18 @@ class _Writer:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0  # transactions committed or rolled back (for tests and metrics)
         self.jobs = 0
-        self._thread = threading.Thread(target=self._run, name="consentry-sqlite-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="consentry-sqlite-writer", daemon=True
+        )
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
-               fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        fut: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._queue.put((fn, args, fut, loop))
 
     def stop(self) -> None:

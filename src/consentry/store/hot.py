@@ -17,7 +17,7 @@ import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -159,11 +159,9 @@ def client_from_row(r: Any) -> Client:
 
 
 _CLIENT_BY_ID = Prepared(
-    
-        select(*CLIENT_COLUMNS)
-        .join(users, users.c.id == clients.c.owner_id)
-        .where(clients.c.client_id == bindparam("p_client_id"))
-    
+    select(*CLIENT_COLUMNS)
+    .join(users, users.c.id == clients.c.owner_id)
+    .where(clients.c.client_id == bindparam("p_client_id"))
 )
 
 
@@ -287,12 +285,10 @@ def client_and_refresh_token(
 # --- grants ----------------------------------------------------------------------------------
 
 _TOUCH_GRANT = Prepared(
-    
-        update(grants)
-        .where(grants.c.id == bindparam("p_id"), grants.c.revoked_at.is_(None))
-        .values(last_used_at=bindparam("p_now"))
-        .returning(grants.c.id)
-    
+    update(grants)
+    .where(grants.c.id == bindparam("p_id"), grants.c.revoked_at.is_(None))
+    .values(last_used_at=bindparam("p_now"))
+    .returning(grants.c.id)
 )
 
 
@@ -333,16 +329,14 @@ def revoke_grants(conn: Connection, grant_ids: Sequence[int], now: int) -> None:
 # --- codes -----------------------------------------------------------------------------------
 
 _SPEND_CODE = Prepared(
-    
-        update(codes)
-        .where(
-            codes.c.code_hash == bindparam("p_hash"),
-            codes.c.client_pk == bindparam("p_client"),
-            codes.c.spent_at.is_(None),
-        )
-        .values(spent_at=bindparam("p_now"))
-        .returning(*codes.c)
-    
+    update(codes)
+    .where(
+        codes.c.code_hash == bindparam("p_hash"),
+        codes.c.client_pk == bindparam("p_client"),
+        codes.c.spent_at.is_(None),
+    )
+    .values(spent_at=bindparam("p_now"))
+    .returning(*codes.c)
 )
 
 
@@ -425,27 +419,25 @@ def insert_refresh_token(
 
 
 _SPEND_REFRESH = Prepared(
-    
-        update(refresh_tokens)
-        .where(
-            refresh_tokens.c.token_hash == bindparam("p_hash"),
-            refresh_tokens.c.client_pk == bindparam("p_client"),
-            refresh_tokens.c.spent_at.is_(None),
-            refresh_tokens.c.expires_at > bindparam("p_now"),
-        )
-        .values(
-            spent_at=bindparam("p_now"),
-            retry_blob=bindparam("p_blob"),
-            successor_hash=bindparam("p_successor"),
-        )
-        .returning(
-            refresh_tokens.c.id,
-            refresh_tokens.c.grant_id,
-            refresh_tokens.c.user_id,
-            refresh_tokens.c.scope,
-            refresh_tokens.c.expires_at,
-        )
-    
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == bindparam("p_hash"),
+        refresh_tokens.c.client_pk == bindparam("p_client"),
+        refresh_tokens.c.spent_at.is_(None),
+        refresh_tokens.c.expires_at > bindparam("p_now"),
+    )
+    .values(
+        spent_at=bindparam("p_now"),
+        retry_blob=bindparam("p_blob"),
+        successor_hash=bindparam("p_successor"),
+    )
+    .returning(
+        refresh_tokens.c.id,
+        refresh_tokens.c.grant_id,
+        refresh_tokens.c.user_id,
+        refresh_tokens.c.scope,
+        refresh_tokens.c.expires_at,
+    )
 )
 
 
@@ -617,11 +609,9 @@ def rotate_refresh_in_one_statement(
 
 
 _REFRESH_BY_HASH = Prepared(
-    
-        select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
-        .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-        .where(refresh_tokens.c.token_hash == bindparam("p_hash"))
-    
+    select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
+    .join(grants, grants.c.id == refresh_tokens.c.grant_id)
+    .where(refresh_tokens.c.token_hash == bindparam("p_hash"))
 )
 
 
@@ -631,12 +621,10 @@ def refresh_token_by_hash(conn: Connection, token_hash: str) -> Any:
 
 
 _REFRESH_NAMES = Prepared(
-    
-        select(clients.c.client_id, users.c.account_id)
-        .select_from(clients)
-        .join(users, users.c.id == bindparam("p_user"))
-        .where(clients.c.id == bindparam("p_client"))
-    
+    select(clients.c.client_id, users.c.account_id)
+    .select_from(clients)
+    .join(users, users.c.id == bindparam("p_user"))
+    .where(clients.c.id == bindparam("p_client"))
 )
 
 
@@ -644,9 +632,11 @@ def client_and_account_ids(conn: Connection, client_pk: int, user_id: int) -> An
     return _REFRESH_NAMES.first(conn, {"p_user": user_id, "p_client": client_pk})
 
 
-@dataclass(frozen=True, slots=True)
-class AccessToken:
-    """What a bearer check or an introspection needs to know about a presented token."""
+class AccessToken(NamedTuple):
+    """What a bearer check or an introspection needs to know about a presented token.
+
+    A named tuple: built on every bearer call, where a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) was a measurable share."""
 
     id: int
     client_pk: int
@@ -761,11 +751,9 @@ def _access_token_from(r: Sequence[Any]) -> AccessToken:
 
 
 _REVOKE_ACCESS = Prepared(
-    
-        update(access_tokens)
-        .where(access_tokens.c.id == bindparam("p_id"), access_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=bindparam("p_now"))
-    
+    update(access_tokens)
+    .where(access_tokens.c.id == bindparam("p_id"), access_tokens.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("p_now"))
 )
 
 

@@ -1,0 +1,34 @@
+"""consentry.http.dumps reuses one C encoder: it must write what json.dumps writes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consentry.http import dumps
+
+values: Any = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300)
+@given(values)
+def test_dumps_is_compact_utf8_json(value: Any) -> None:
+    try:
+        expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate: neither can write it as UTF-8
+        return
+    assert dumps(value) == expected
+
+
+def test_unencodable_is_a_type_error_as_with_json() -> None:
+    import pytest
+
+    with pytest.raises(TypeError):
+        dumps({"a": object()})
