@@ -11,6 +11,10 @@ of the request counts, so start-up is cancelled out. Instruction counts do not m
 the machine's load, which makes them the number to compare between two commits on a busy
 machine (``PYTHONPATH=<other checkout>/src python -m bench.inprocess --callgrind OP``).
 
+``--server`` drives the app through ``consentry serve``'s own uvicorn protocol (request bytes
+in, response bytes out, over 32 in-memory connections) instead of calling it as ASGI: what the
+server costs without the sockets, its lane and fast paths included.
+
 OP: client_credentials, introspection, bearer_get, authorize (GET with remembered consent).
 """
 
@@ -36,7 +40,79 @@ OPS = ("client_credentials", "introspection", "bearer_get", "authorize")
 Scope = dict[str, Any]
 
 
-async def drive(op: str, n: int, database_url: str) -> float:
+class _Transport:
+    """An in-memory transport for one protocol instance: what it writes is kept."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5555)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def server_caller(app: Any, connections: int = 32) -> Any:
+    """A ``call`` that goes through consentry serve's uvicorn protocol class."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from consentry.serving import http_options
+
+    config = uvicorn.Config(app, **http_options(), access_log=False, log_config=None,
+                            proxy_headers=False, server_header=False, log_level="warning")
+    config.load()
+    state = ServerState()
+    free: asyncio.Queue[tuple[Any, _Transport]] = asyncio.Queue()
+    for _ in range(connections):
+        transport = _Transport()
+        proto = config.http_protocol_class(config=config, server_state=state, app_state={})
+        proto.connection_made(transport)
+        free.put_nowait((proto, transport))
+
+    async def call(method: str, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes = b"", query: bytes = b"") -> tuple[int, bytes]:
+        target = path.encode() + (b"?" + query if query else b"")
+        head = [method.encode() + b" " + target + b" HTTP/1.1", b"host: 127.0.0.1:8000"]
+        head += [name + b": " + value for name, value in headers]
+        if body:
+            head.append(b"content-length: " + str(len(body)).encode())
+        proto, transport = await free.get()
+        try:
+            transport.waiter = asyncio.get_running_loop().create_future()
+            proto.data_received(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            if not transport.out:
+                await transport.waiter
+            raw = b"".join(transport.out)
+            transport.out.clear()
+        finally:
+            free.put_nowait((proto, transport))
+        status = int(raw.split(b" ", 2)[1])
+        return status, raw.split(b"\r\n\r\n", 1)[1]
+
+    return call
+
+
+async def drive(op: str, n: int, database_url: str, server: bool = False) -> float:
     from consentry.app import create_app
     from consentry.config import Settings
     from consentry.store import tokens
@@ -82,6 +158,8 @@ async def drive(op: str, n: int, database_url: str) -> float:
         await app(scope, receive, send)
         return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
 
+    if server:
+        call = server_caller(app)  # type: ignore[assignment]
     basic = [(b"authorization", b"Basic " + base64.b64encode(f"{client_id}:{secret}".encode()))]
     form = [(b"content-type", b"application/x-www-form-urlencoded")]
     status, raw = await call("POST", "/v3/token", basic + form,
@@ -122,14 +200,15 @@ async def drive(op: str, n: int, database_url: str) -> float:
     return cpu / n
 
 
-def callgrind(op: str, n: int) -> float:
+def callgrind(op: str, n: int, server: bool = False) -> float:
     totals = []
     for count in (n, 3 * n):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "callgrind.out"
             r = subprocess.run(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                 sys.executable, "-m", "bench.inprocess", op, str(count)],
+                 sys.executable, "-m", "bench.inprocess", op, str(count),
+                 *(["--server"] if server else [])],
                 capture_output=True, text=True, check=True,
             )
             found = re.search(r"Collected : (\d+)", r.stderr)
@@ -146,17 +225,20 @@ def main() -> int:
     p.add_argument("n", type=int, nargs="?", default=20000, help="requests (default 20000)")
     p.add_argument("--database-url", help="default: a fresh SQLite file")
     p.add_argument("--callgrind", action="store_true", help="instructions per request")
+    p.add_argument("--server", action="store_true",
+                   help="through consentry serve's uvicorn protocol, not as ASGI")
     args = p.parse_args()
     if args.callgrind:
         n = min(args.n, 500)
-        print(f"{args.op}: {callgrind(args.op, n) / 1000:.1f} k instructions/request")
+        per = callgrind(args.op, n, args.server)
+        print(f"{args.op}: {per / 1000:.1f} k instructions/request")
         return 0
     import uvloop
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         uvloop.install()
-        per = asyncio.run(drive(args.op, args.n, url))
+        per = asyncio.run(drive(args.op, args.n, url, args.server))
     print(f"{args.op}: {per * 1e6:.1f} µs CPU/request (n={args.n}, pid {os.getpid()})")
     return 0
 

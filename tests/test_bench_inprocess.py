@@ -19,3 +19,13 @@ def test_inprocess_driver_runs(op: str) -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith(f"{op}: ") and "CPU/request" in r.stdout
+
+
+@pytest.mark.parametrize("op", ["client_credentials", "bearer_get"])
+def test_inprocess_driver_runs_through_the_server_protocol(op: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", op, "200", "--server"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith(f"{op}: ") and "CPU/request" in r.stdout
