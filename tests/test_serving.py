@@ -106,3 +106,69 @@ def test_small_response_is_one_segment(server: Server) -> None:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             first = s.recv(65536)
             assert first.endswith(b'{"status":"ok"}'), first
+
+
+def test_pipelined_lane_requests_waiting_and_not_stay_in_order(server: Server) -> None:
+    """A token request (the lane finishes it in a task: it waits for the commit), then a
+    lane GET and a page, pipelined in one send: answered in order, each once."""
+    import base64
+
+    client = server.new_client()
+    basic = base64.b64encode(f"{client.client_id}:{client.client_secret}".encode())
+    body = b"grant_type=client_credentials"
+    token_request = (
+        b"POST /v3/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic + b"\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    reqs = (
+        token_request
+        + b"GET /v3/from-fields HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n"
+        + token_request
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    with _connect(server) as s:
+        s.sendall(reqs)
+        got = _read_responses(s, 4)
+    assert len(got) == 4, got
+    assert got[0].startswith(b"HTTP/1.1 200 ") and b'"access_token"' in got[0]
+    assert got[1].startswith(b"HTTP/1.1 401 ") and b'"code":1014' in got[1]
+    assert got[2].startswith(b"HTTP/1.1 200 ") and b'"access_token"' in got[2]
+    assert got[3].startswith(b"HTTP/1.1 200 ") and got[3].endswith(b'{"status":"ok"}')
+    for r in got[:3]:
+        assert b"\r\nx-request-id: " in r and b"\r\ndate: " in r
+
+
+def test_lane_body_in_pieces_and_chunked_body_both_work(server: Server) -> None:
+    import base64
+
+    client = server.new_client()
+    basic = base64.b64encode(f"{client.client_id}:{client.client_secret}".encode())
+    head = (
+        b"POST /v3/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + basic + b"\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+    )
+    body = b"grant_type=client_credentials"
+    with _connect(server) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:7])
+        time.sleep(0.2)
+        s.sendall(body[7:])
+        (first,) = _read_responses(s, 1)
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked)  # the ASGI way
+        (second,) = _read_responses(s, 1)
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"access_token"' in first
+    assert second.startswith(b"HTTP/1.1 200 ") and b'"access_token"' in second
+
+
+def test_lane_request_with_connection_close_is_answered_then_closed(server: Server) -> None:
+    with _connect(server) as s:
+        s.sendall(
+            b"GET /v3/from-fields HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer nope\r\n\r\n"
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 401 ") and b"connection: close" in data.lower()

@@ -30,9 +30,9 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 class Both:
     """One app, one event loop; requests through ASGI or through the lane."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         settings = Settings.from_env(
-            {},
+            env or {},
             database_url=f"sqlite+aiosqlite:///{tmp}/fast.db",
             secret_key=secrets.token_hex(32),
             purge_interval=0,
@@ -211,20 +211,7 @@ def test_every_other_call_is_left_to_the_ordinary_way(both: Both, case: str) -> 
 
 
 def test_rate_limit_refusal_is_the_same_both_ways(tmp_path: Path) -> None:
-    b = Both.__new__(Both)
-    settings = Settings.from_env(
-        {"CONSENTRY_RATE_LIMIT_PER_FRAME": "3"},
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/rl.db",
-        secret_key=secrets.token_hex(32),
-        purge_interval=0,
-    ).resolved()
-    upgrade(settings)
-    b.app = create_app(settings)
-    b.rt = b.app.state.rt
-    b.loop = asyncio.new_event_loop()
-    b.seeded = b.run(seed(b.rt))
-    basic = f"{b.seeded.client_id}:{b.seeded.secret}".encode()
-    b.basic = (b"authorization", b"Basic " + base64.b64encode(basic))
+    b = Both(tmp_path, {"CONSENTRY_RATE_LIMIT_PER_FRAME": "3"})
     try:
         token = b.token()
         scope = b.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {token}".encode())])
