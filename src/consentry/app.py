@@ -77,10 +77,6 @@ class RequestContext:
         # return None for the endpoint to answer (see resources.list_from_fields_fast).
         self._fast = fast or {}
         self.metrics = metrics
-        # The metric children per label set, looked up once: prometheus_client's labels()
-        # validates and locks on every call (it stood out in the bearer GET profile).
-        self._counted: dict[tuple[str, str, str], Any] = {}
-        self._timed: dict[str, Any] = {}
         # The fast lane: API routes with a fixed path, by (method, path) (see ``direct``).
         # HEAD is left to Starlette (it answers HEAD for GET routes). The first route for a
         # method and path wins, as in the router.
@@ -234,15 +230,7 @@ class RequestContext:
     def _finish(self, scope: Scope, rid: str, status: int, started: float) -> None:
         route = self.route_of(scope)
         elapsed = time.perf_counter() - started
-        labels = (scope["method"], route, str(status))
-        counter = self._counted.get(labels)
-        if counter is None:
-            counter = self._counted[labels] = self.metrics.requests.labels(*labels)
-        counter.inc()
-        timer = self._timed.get(route)
-        if timer is None:
-            timer = self._timed[route] = self.metrics.latency.labels(route)
-        timer.observe(elapsed)
+        self.metrics.http.observe(scope["method"], route, str(status), elapsed)
         if log.isEnabledFor(logging.INFO):
             # Paths only: no query string (it may carry state), never bodies or headers.
             log.info(
