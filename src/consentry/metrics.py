@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -78,6 +79,7 @@ class Metrics:
             ["grant_type"],
             registry=self.registry,
         )
+        self._issued: dict[str, Any] = {}
         self.tokens_revoked = Counter(
             "consentry_tokens_revoked_total",
             "Revocation requests answered (RFC 7009), by token kind found",
@@ -90,3 +92,11 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+
+    def count_issued(self, grant_type: str) -> None:
+        """One more token endpoint success (the label child is looked up once per grant
+        type: ``labels()`` validates and locks on every call)."""
+        child = self._issued.get(grant_type)
+        if child is None:
+            child = self._issued[grant_type] = self.tokens_issued.labels(grant_type)
+        child.inc()

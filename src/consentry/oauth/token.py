@@ -98,5 +98,5 @@ async def token_endpoint(request: Request) -> Response:
             supported=sorted(GRANTS),
         )
     body = await grant(rt, client, params, found)
-    rt.metrics.tokens_issued.labels(grant_type).inc()
+    rt.metrics.count_issued(grant_type)
     return JSON(body, headers=NO_STORE)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -99,8 +98,9 @@ class Prepared:
 # --- clients ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Client:
+class Client(NamedTuple):
+    """A client as the hot path reads it (a named tuple: one is made per token request)."""
+
     id: int
     client_id: str
     secret_hash: str
