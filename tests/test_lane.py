@@ -121,3 +121,32 @@ def test_collect_runs_a_streaming_response_to_its_end() -> None:
     status, headers, body = asyncio.run(main())
     assert status == 201 and body == b"one,two"
     assert (b"content-type", b"text/plain; charset=utf-8") in headers
+
+
+def test_code_that_needs_a_task_before_its_first_wait_runs_with_eager_false() -> None:
+    """asyncio.timeout() (SQLAlchemy's async pool waits with it) refuses to run outside a
+    task: stepped eagerly from a loop callback it fails, with eager=False it works. This is
+    why the lane steps at once only the endpoints declared eager (app.py)."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    async def endpoint() -> str:
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)
+        return "ok"
+
+    async def main() -> None:
+        started: list[Any] = []
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: started.append(lane.run(endpoint(), results.append, errors.append)))
+        loop.call_soon(
+            lambda: started.append(
+                lane.run(endpoint(), results.append, errors.append, eager=False)
+            )
+        )
+        await asyncio.sleep(0)
+        await asyncio.gather(*(t for t in started if t is not None))
+
+    asyncio.run(main())
+    assert results == ["ok"]
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentry import lane
 from consentry.api.ratelimit import RateLimiter
-from consentry.api.resources import list_from_fields, list_from_fields_fast
+from consentry.api.resources import get_account, list_from_fields, list_from_fields_fast
 from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
 from consentry.crypto import Keyring
@@ -71,11 +71,14 @@ class RequestContext:
         routes: list[BaseRoute],
         handlers: dict[type[BaseException], ExceptionHandler],
         fast: dict[Callable[..., Any], FastPath] | None = None,
+        eager: frozenset[Callable[..., Any]] = frozenset(),
     ) -> None:
         self.app = app
         # Plain functions that answer an endpoint's common call in the server's lane, or
         # return None for the endpoint to answer (see resources.list_from_fields_fast).
         self._fast = fast or {}
+        # Endpoints the lane may step at once, outside any task (see ``lane``).
+        self._eager = eager
         self.metrics = metrics
         # The fast lane: API routes with a fixed path, by (method, path) (see ``direct``).
         # HEAD is left to Starlette (it answers HEAD for GET routes). The first route for a
@@ -160,9 +163,11 @@ class RequestContext:
             self.respond(route, request),
             lambda response: self._lane_reply(scope, rid, started, response, reply),
             lambda exc: self._lane_crash(scope, rid, started, exc, reply),
-            # Stepped at once only where nothing before a first wait needs a task: direct
-            # SQLite (reads on this thread, writes to the writer thread) and local counters.
-            eager=rt.db.direct and rt.limiter.local,
+            # Stepped at once only where nothing before a first wait needs a task: endpoints
+            # that reach the database through run_read / run_write only, on direct SQLite
+            # (reads on this thread, writes to the writer thread), with local counters. The
+            # async engine's pool waits with asyncio.timeout(), which needs a task.
+            eager=route.endpoint in self._eager and rt.db.direct and rt.limiter.local,
         )
 
     def _lane_reply(
@@ -474,6 +479,15 @@ def create_app(settings: Settings) -> ConsentryApp:
         routes=routes,
         handlers=handlers,
         fast={list_from_fields: list_from_fields_fast},
+        eager=frozenset(
+            {
+                token_endpoint,
+                introspection_endpoint,
+                revocation_endpoint,
+                list_from_fields,
+                get_account,
+            }
+        ),
     )
     return app
 

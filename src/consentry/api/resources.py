@@ -94,11 +94,17 @@ async def read_json(rt: Runtime, request: Request) -> dict[str, Any]:
 # --- accounts --------------------------------------------------------------------------------
 
 
+_ACCOUNT = Prepared(select(users).where(users.c.id == bindparam("p_id")))
+
+
+def _account_row(conn: Connection, user_id: int) -> Any:
+    return _ACCOUNT.first(conn, {"p_id": user_id})
+
+
 @protected("account.read")
 async def get_account(request: Request, caller: Caller) -> Response:
     rt: Runtime = request.app.state.rt
-    async with rt.db.read() as conn:
-        u = (await conn.execute(select(users).where(users.c.id == caller.user_id))).first()
+    u = await rt.db.run_read(_account_row, caller.user_id)
     if u is None:
         raise not_found("Account not found")
     first, _, last = (u.name or "").partition(" ")
