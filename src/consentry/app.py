@@ -148,17 +148,17 @@ class RequestContext:
         rid = self._begin(scope)
         started = time.perf_counter()
         _enter(route, scope)
+        rt = scope["app"].state.rt
         fast = self._fast.get(route.endpoint)
         if fast is not None:
             try:
-                answer = fast(scope["app"].state.rt, scope)
+                answer = fast(rt, scope)
             except Exception:  # it fails before it counts anything: the ordinary way answers
                 answer = None
             if answer is not None:
                 self._lane_send(scope, rid, started, *answer, reply)
                 return None
         request = Request(scope, _receive_once(body))
-        rt = scope["app"].state.rt
         return lane.run(
             self.respond(route, request),
             lambda response: self._lane_reply(scope, rid, started, response, reply),

@@ -184,19 +184,20 @@ def http_options() -> dict[str, Any]:
             content = [STATUS_LINE[status]]
             for name, value in self.server_state.default_headers:
                 content += (name, b": ", value, b"\r\n")
-            has_length = False
+            has_length = has_close = False
             for name, value in headers:
                 name = name.lower()
                 if name == b"content-length":
                     has_length = True
                 elif name == b"connection" and b"close" in value.lower():
                     keep_alive = False
+                    has_close = True
                 content += (name, b": ", value, b"\r\n")
             if status in (204, 304):
                 body = b""
             elif not has_length:
                 content += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-            if not keep_alive and not any(n.lower() == b"connection" for n, _ in headers):
+            if not keep_alive and not has_close:  # as uvicorn: said once
                 content.append(b"connection: close\r\n")
             content += (b"\r\n", body)
             self.transport.write(b"".join(content))

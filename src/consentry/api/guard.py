@@ -88,7 +88,7 @@ Prefetch = Callable[[Connection, Request, Caller], Any]
 PREFETCHED = "consentry.prefetched"
 
 
-def _token_and_prefetch(
+def token_and_prefetch(
     conn: Connection,
     token_hash: str,
     token: str,
@@ -168,7 +168,7 @@ def protected(
                 token = bearer_token(request)
                 now = int(time.time())
                 found, pre = await rt.db.run_read(
-                    _token_and_prefetch,
+                    token_and_prefetch,
                     rt.keys.hash(token, ACCESS_KIND),
                     token,
                     request,

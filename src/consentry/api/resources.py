@@ -20,13 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from consentry.api.guard import MAX_TOKEN_LENGTH, Caller, prefetched, protected, quota_denied
+from consentry.api.guard import (
+    Caller,
+    bearer_token,
+    check,
+    prefetched,
+    protected,
+    quota_denied,
+    token_and_prefetch,
+)
 from consentry.http import JSON, Answer, dumps, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
-from consentry.oauth.scopes import require
 from consentry.runtime import Runtime
-from consentry.store.hot import AccessToken, Prepared, access_token
+from consentry.store.hot import Prepared
 from consentry.store.models import from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -281,12 +288,8 @@ def _read_page(
     return rows, total, page, per_page, wanted
 
 
-@protected("from-fields.read", prefetch=_read_from_fields)
-async def list_from_fields(request: Request, caller: Caller) -> Response:
-    rt: Runtime = request.app.state.rt
-    got = prefetched(request)
-    if got is None:
-        got = await rt.db.run_read(_read_from_fields, request, caller)
+def _page_answer(rt: Runtime, got: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The items and paging headers of a page read by :func:`_read_from_fields`."""
     rows, total, page, per_page, wanted = got
     items = [from_field_json(rt, r) for r in rows]
     if wanted is not None:
@@ -297,25 +300,17 @@ async def list_from_fields(request: Request, caller: Caller) -> Response:
         "TotalPages": str(max(1, math.ceil(total / per_page))) if total else "0",
         "CurrentPage": str(page),
     }
+    return items, headers
+
+
+@protected("from-fields.read", prefetch=_read_from_fields)
+async def list_from_fields(request: Request, caller: Caller) -> Response:
+    rt: Runtime = request.app.state.rt
+    got = prefetched(request)
+    if got is None:
+        got = await rt.db.run_read(_read_from_fields, request, caller)
+    items, headers = _page_answer(rt, got)
     return JSON(items, headers=headers)
-
-
-def _token_and_first_page(
-    conn: Connection, token_hash: str, now: int
-) -> tuple[AccessToken | None, list[Any]]:
-    """The token, if it passes every check of the common call, and the first page."""
-    found = access_token(conn, token_hash)
-    if (
-        found is None
-        or found.revoked
-        or found.user_max_domain is not None
-        or found.expires_at <= now
-        or require(found.scope, "from-fields.read") is not None
-    ):
-        return None, []
-    return found, _plain_list_query(None, "ASC").all(
-        conn, {"p_user": found.user_id, "p_limit": 100, "p_offset": 0}
-    )
 
 
 def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
@@ -331,32 +326,35 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         return None
     if not rt.db.direct:
         return None
-    auth = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if auth is not None:
-                return None
-            auth = value
-        elif name == b"x-domain":
+    authorizations = 0
+    for name, _ in scope["headers"]:
+        if name == b"x-domain":
             return None
-    if auth is None:
+        authorizations += name == b"authorization"
+    if authorizations > 1:
         return None
-    scheme, _, token = auth.strip().partition(b" ")
-    token = token.strip()
-    if (
-        scheme.lower() != b"bearer"
-        or not token
-        or len(token) > MAX_TOKEN_LENGTH
-        or b" " in token
-        or not token.isascii()
-    ):
+    # The guard's own parsing, checks and read (one read: token and page), so that the
+    # rules live in one place; any refusal means "not the common call".
+    request = Request(scope)
+    try:
+        token = bearer_token(request)
+    except ApiError:
         return None
-    token_hash = rt.keys.hash(token.decode("ascii"), ACCESS_KIND)
-    found, rows = rt.db.read_now(_token_and_first_page, token_hash, int(time.time()))
-    if found is None:
+    now = int(time.time())
+    found, pre = rt.db.read_now(
+        token_and_prefetch,
+        rt.keys.hash(token, ACCESS_KIND),
+        token,
+        request,
+        now,
+        "from-fields.read",
+        _read_from_fields,
+    )
+    if pre is None or not pre[0]:
         return None
+    caller = check(found, token, request, now)  # passed inside the read: cannot raise
     limiter = rt.limiter
-    key = found.account_id
+    key = caller.account_id
     # Taken before counting (the ordinary way counts first): a full account goes the
     # ordinary way uncounted, and gets the same answer there.
     if not limiter.acquire(key):
@@ -364,23 +362,18 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
     try:
         decision = limiter.check_local(key)
         if not decision.allowed:
-            denied = quota_denied(rt, decision, Request(scope))
+            denied = quota_denied(rt, decision, request)
             return denied.status_code, denied.raw_headers, bytes(denied.body)
-        body = dumps([from_field_json(rt, r) for r in rows])
-        total = int(rows[0].total_count) if rows else 0
-        pages = str(max(1, math.ceil(total / 100))) if total else "0"
-        return (
-            200,
-            [
-                (b"totalcount", str(total).encode()),
-                (b"totalpages", pages.encode()),
-                (b"currentpage", b"1"),
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-                *decision.raw_headers(),
-            ],
-            body,
+        items, headers = _page_answer(rt, pre[1])
+        body = dumps(items)
+        # As Starlette's JSON response writes them: given headers, length, type.
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw += (
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            *decision.raw_headers(),
         )
+        return 200, raw, body
     finally:
         limiter.release(key)
 
