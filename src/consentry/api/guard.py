@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
@@ -22,9 +21,8 @@ from consentry.store.hot import AccessToken, access_token
 MAX_TOKEN_LENGTH = 512
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the token's account and client."""
+class Caller(NamedTuple):
+    """Who is calling: the token's account and client (a named tuple: one per API call)."""
 
     user_id: int
     account_id: str
@@ -44,6 +42,11 @@ def bearer_token(request: Request) -> str:
                 "Send the access token in the Authorization header, not in the URL", None
             )
         raise missing_token()
+    return bearer_value(header)
+
+
+def bearer_value(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value, or the 1014 error."""
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
@@ -53,8 +56,10 @@ def bearer_token(request: Request) -> str:
     return value
 
 
-def check(found: AccessToken | None, token: str, request: Request, now: int) -> Caller:
-    """The caller a looked-up token stands for, or the RFC 6750 / GetResponse 1014 error."""
+def check(found: AccessToken | None, token: str, x_domain: str | None, now: int) -> Caller:
+    """The caller a looked-up token stands for, or the RFC 6750 / GetResponse 1014 error.
+
+    ``x_domain`` is the request's X-Domain header value (None when it has none)."""
     if found is None:
         raise invalid_token("The access token provided is invalid", token)
     if found.revoked:
@@ -62,7 +67,7 @@ def check(found: AccessToken | None, token: str, request: Request, now: int) -> 
     if found.expires_at <= now:
         raise invalid_token("The access token provided is expired", token)  # the seed's body
     # GetResponse MAX: calls for a MAX account carry its domain in X-Domain.
-    sent_domain = (request.headers.get("x-domain") or "").strip().lower() or None
+    sent_domain = (x_domain or "").strip().lower() or None
     if sent_domain != found.user_max_domain:
         if found.user_max_domain is None:
             raise invalid_token("X-Domain header given for an account that is not MAX", token)
@@ -77,14 +82,14 @@ def check(found: AccessToken | None, token: str, request: Request, now: int) -> 
 async def authenticate(rt: Runtime, request: Request) -> Caller:
     token = bearer_token(request)
     found = await rt.db.run_read(access_token, rt.keys.hash(token, ACCESS_KIND))
-    return check(found, token, request, int(time.time()))
+    return check(found, token, request.headers.get("x-domain"), int(time.time()))
 
 
 # What a handler may read in the same database read as the token check: a plain function of
 # the connection, the request and the caller. It runs only for a token that passes every
 # check and holds the scope; an ApiError it raises is raised when the handler would run
 # (after the rate limits), so errors come in the same order as without it.
-Prefetch = Callable[[Connection, Request, Caller], Any]
+Prefetch = Callable[[Connection, Any, Caller], Any]  # (conn, request or None, caller)
 PREFETCHED = "consentry.prefetched"
 
 
@@ -92,22 +97,25 @@ def token_and_prefetch(
     conn: Connection,
     token_hash: str,
     token: str,
-    request: Request,
+    x_domain: str | None,
+    request: Any,
     now: int,
     scope: str,
     prefetch: Prefetch,
-) -> tuple[AccessToken | None, tuple[bool, Any] | None]:
+) -> tuple[AccessToken | None, Caller | None, tuple[bool, Any] | None]:
+    """The token, its caller if it passes every check and holds ``scope`` (else None), and
+    then what ``prefetch(conn, request, caller)`` read: (True, value) or (False, ApiError)."""
     found = access_token(conn, token_hash)
     try:
-        caller = check(found, token, request, now)
+        caller = check(found, token, x_domain, now)
     except ApiError:
-        return found, None
+        return found, None, None
     if require(caller.scope, scope) is not None:
-        return found, None
+        return found, None, None
     try:
-        return found, (True, prefetch(conn, request, caller))
+        return found, caller, (True, prefetch(conn, request, caller))
     except ApiError as exc:
-        return found, (False, exc)
+        return found, caller, (False, exc)
 
 
 def prefetched(request: Request) -> Any:
@@ -167,16 +175,19 @@ def protected(
             else:
                 token = bearer_token(request)
                 now = int(time.time())
-                found, pre = await rt.db.run_read(
+                x_domain = request.headers.get("x-domain")
+                found, passed, pre = await rt.db.run_read(
                     token_and_prefetch,
                     rt.keys.hash(token, ACCESS_KIND),
                     token,
+                    x_domain,
                     request,
                     now,
                     scope,
                     prefetch,
                 )
-                caller = check(found, token, request, now)
+                # A token that did not pass: check again, here, for the error to raise.
+                caller = passed if passed is not None else check(found, token, x_domain, now)
                 if pre is not None:
                     request.scope[PREFETCHED] = pre
             denied = require(caller.scope, scope)

@@ -22,8 +22,7 @@ from starlette.types import Scope
 
 from consentry.api.guard import (
     Caller,
-    bearer_token,
-    check,
+    bearer_value,
     prefetched,
     protected,
     quota_denied,
@@ -211,13 +210,17 @@ def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[
     )
 
 
+def _read_first_page(conn: Connection, _request: Any, caller: Caller) -> Any:
+    """The common call, no parameters: the first page of everything, oldest first."""
+    return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, 100, None)
+
+
 def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any:
     """Validate the list request and read one page (and the total) in one statement.
 
     Runs inside the bearer guard's database read (``protected(..., prefetch=...)``)."""
     if not request.scope["query_string"]:
-        # The common call: no parameters, the first page of everything, oldest first.
-        return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, 100, None)
+        return _read_first_page(conn, request, caller)
     unknown = sorted(k for k in request.query_params if k not in _LIST_PARAMS)
     if unknown:
         raise validation("Unknown query parameters", parameters=[u[:64] for u in unknown[:10]])
@@ -326,33 +329,34 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         return None
     if not rt.db.direct:
         return None
-    authorizations = 0
-    for name, _ in scope["headers"]:
-        if name == b"x-domain":
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if header is not None:
+                return None
+            header = value
+        elif name == b"x-domain":
             return None
-        authorizations += name == b"authorization"
-    if authorizations > 1:
+    if header is None:
         return None
     # The guard's own parsing, checks and read (one read: token and page), so that the
     # rules live in one place; any refusal means "not the common call".
-    request = Request(scope)
     try:
-        token = bearer_token(request)
+        token = bearer_value(header.decode("latin-1"))
     except ApiError:
         return None
-    now = int(time.time())
-    found, pre = rt.db.read_now(
+    _found, caller, pre = rt.db.read_now(
         token_and_prefetch,
         rt.keys.hash(token, ACCESS_KIND),
         token,
-        request,
-        now,
+        None,
+        None,
+        int(time.time()),
         "from-fields.read",
-        _read_from_fields,
+        _read_first_page,
     )
-    if pre is None or not pre[0]:
+    if caller is None or pre is None or not pre[0]:
         return None
-    caller = check(found, token, request, now)  # passed inside the read: cannot raise
     limiter = rt.limiter
     key = caller.account_id
     # Taken before counting (the ordinary way counts first): a full account goes the
@@ -362,7 +366,7 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
     try:
         decision = limiter.check_local(key)
         if not decision.allowed:
-            denied = quota_denied(rt, decision, request)
+            denied = quota_denied(rt, decision, Request(scope))
             return denied.status_code, denied.raw_headers, bytes(denied.body)
         items, headers = _page_answer(rt, pre[1])
         body = dumps(items)
