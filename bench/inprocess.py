@@ -125,6 +125,8 @@ async def drive(op: str, n: int, database_url: str, server: bool = False) -> flo
         "CONSENTRY_RATE_LIMIT_CONCURRENT": "100000",
         "CONSENTRY_TOKEN_RATE_LIMIT_PER_SECOND": "0",
     }
+    # Anything else from the environment (CONSENTRY_DB_POOL_SIZE, ...), for experiments.
+    env |= {k: v for k, v in os.environ.items() if k.startswith("CONSENTRY_") and k not in env}
     settings = Settings.from_env(
         env, database_url=database_url, secret_key=secrets.token_hex(32), purge_interval=0,
         log_level="warning",
