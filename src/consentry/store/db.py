@@ -101,6 +101,7 @@ class Database:
             )
         # hide_parameters: an SQL error in a log must not carry values (hashes, names).
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **kwargs)
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock()
         # The direct SQLite path needs a file both connections open (":memory:" would give
         # each its own empty database); an in-memory URL falls back to the async engine.
@@ -165,8 +166,9 @@ class Database:
         return await self._autocommit(fn, args)
 
     async def _autocommit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        async with self.engine.connect() as aconn:
-            aconn = await aconn.execution_options(isolation_level="AUTOCOMMIT")
+        # The same pool; the engine sets the isolation level at checkout itself, instead of
+        # an execution_options() call (and its await) on every connection.
+        async with self._autocommit_engine.connect() as aconn:
             return await aconn.run_sync(fn, *args)
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
