@@ -86,11 +86,7 @@ class Prepared:
         compiled = self.stmt.compile(dialect=conn.dialect)
         order = tuple(compiled.positiontup or ())
         # Binds the statement carries its own value for (``col * 2``): merged in per call.
-        fixed = {
-            n: compiled.binds[n].value
-            for n in order
-            if not compiled.binds[n].required and compiled.binds[n].value is not None
-        }
+        fixed = {n: compiled.binds[n].value for n in order if not compiled.binds[n].required}
         return compiled.string, order, fixed
 
     def _sqlite(self, conn: Connection, params: dict[str, Any]) -> Any:
