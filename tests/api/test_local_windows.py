@@ -37,6 +37,12 @@ def test_window_counts_refused_hits_and_reopens_after_its_period(clock: Clock) -
     assert w.hit(item, "k") == (True, 2, 10)  # a new window
 
 
+def test_a_new_window_never_reports_more_seconds_than_its_period(clock: Clock) -> None:
+    # (now + 600) - now == 600.0000000000146 here: ceil() alone said 601.
+    clock.now = 130479.58581193296
+    assert LocalWindows().hit(parse("5/600 seconds"), "k") == (True, 4, 600)
+
+
 def test_keys_and_items_are_separate(clock: Clock) -> None:
     w = LocalWindows()
     one = RateLimitItemPerSecond(1)

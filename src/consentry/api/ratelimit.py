@@ -50,6 +50,13 @@ class Decision(NamedTuple):
         ]
 
 
+def _seconds_left(left: float, period: int) -> int:
+    """Whole seconds until a window of ``period`` seconds resets, never more than the period:
+    ``(now + 600) - now`` is 600.0000000000146 for some ``now``, which ``ceil`` made a
+    "601 seconds" header (a flaky test caught it)."""
+    return min(period, max(0, math.ceil(left)))
+
+
 class LocalWindows:
     """Fixed-window counters of this process, with the semantics of ``limits``' fixed
     window (a key's window opens at its first hit and lasts the item's period; every hit
@@ -80,7 +87,7 @@ class LocalWindows:
             self._windows[wkey] = window
         window[1] += cost
         used = int(window[1])
-        return used <= amount, max(0, amount - used), max(0, math.ceil(window[0] - now))
+        return used <= amount, max(0, amount - used), _seconds_left(window[0] - now, wkey[2])
 
     def test(self, item: RateLimitItem, key: str) -> bool:
         """Whether one more hit would still be allowed, without counting it."""
@@ -150,7 +157,7 @@ class RateLimiter:
         except Exception as exc:  # Redis down or unreachable: degrade, never fail the call
             self._degraded(exc)
             return self._memory.hit(item, key, cost)
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        reset = _seconds_left(stats.reset_time - time.time(), item.get_expiry())
         return ok, stats.remaining, reset
 
     async def check(self, key: str) -> Decision:
