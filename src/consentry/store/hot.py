@@ -74,44 +74,40 @@ class Prepared:
     ``conn.execute`` (``IntegrityError``, ``OperationalError``, ...) and a lost connection
     is invalidated. Rows support attribute and index access."""
 
-    __slots__ = ("stmt", "_sqlite_sql", "_pg_sql", "_row")
+    __slots__ = ("stmt", "_compiled", "_row")
 
     def __init__(self, stmt: Any) -> None:
         self.stmt = stmt
-        self._sqlite_sql: _Compiled | None = None
-        self._pg_sql: _Compiled | None = None
+        self._compiled: dict[str, _Compiled] = {}  # by dialect name
         self._row: Any = None
 
-    def _compile(self, conn: Connection) -> _Compiled:
-        compiled = self.stmt.compile(dialect=conn.dialect)
-        order = tuple(compiled.positiontup or ())
-        # Binds the statement carries its own value for (``col * 2``): merged in per call.
-        fixed = {n: compiled.binds[n].value for n in order if not compiled.binds[n].required}
-        return compiled.string, order, fixed
-
-    def _sqlite(self, conn: Connection, params: dict[str, Any]) -> Any:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        got = self._sqlite_sql
+    def _bound(
+        self, conn: Connection, dialect: str, params: dict[str, Any]
+    ) -> tuple[str, list[Any]]:
+        """The statement's SQL for ``dialect`` and its parameters in positional order."""
+        got = self._compiled.get(dialect)
         if got is None:
-            got = self._sqlite_sql = self._compile(conn)
+            compiled = self.stmt.compile(dialect=conn.dialect)
+            order = tuple(compiled.positiontup or ())
+            # Binds the statement carries its own value for (``col * 2``): merged in per call.
+            fixed = {n: compiled.binds[n].value for n in order if not compiled.binds[n].required}
+            got = self._compiled[dialect] = (compiled.string, order, fixed)
         sql, order, fixed = got
         if fixed:
             params = fixed | params
-        values = [params[n] for n in order]
+        return sql, [params[n] for n in order]
+
+    def _sqlite(self, conn: Connection, params: dict[str, Any]) -> Any:
+        sql, values = self._bound(conn, "sqlite", params)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
         try:
             return raw.execute(sql, values)
         except Exception as exc:
             _raise_wrapped(conn, exc, sql, values, None)
 
     def _postgresql(self, conn: Connection, params: dict[str, Any]) -> Any:
-        got = self._pg_sql
-        if got is None:
-            got = self._pg_sql = self._compile(conn)
-        sql, order, fixed = got
-        if fixed:
-            params = fixed | params
-        values = [params[n] for n in order]
+        sql, values = self._bound(conn, "postgresql", params)
         raw = conn.connection.dbapi_connection
         assert raw is not None
         cursor = raw.cursor()
