@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy import (
@@ -196,21 +197,27 @@ CLIENT_COLUMNS = (
 def client_from_row(r: Any) -> Client:
     """A ``Client`` from a row of ``CLIENT_COLUMNS`` (in that order)."""
     return Client(
-        id=r[0],
-        client_id=r[1],
-        secret_hash=r[2],
-        owner_id=r[3],
-        name=r[4],
-        description=r[5],
-        redirect_uris=tuple(json.loads(r[6])),
-        is_resource_server=bool(r[7]),
-        allow_implicit=bool(r[8]),
-        has_logo=bool(r[9]),
-        created_at=r[10],
-        owner_email=r[11],
-        owner_name=r[12],
-        owner_max_domain=r[13],
+        r[0],  # id
+        r[1],  # client_id
+        r[2],  # secret_hash
+        r[3],  # owner_id
+        r[4],  # name
+        r[5],  # description
+        _redirect_uris(r[6]),
+        bool(r[7]),  # is_resource_server
+        bool(r[8]),  # allow_implicit
+        bool(r[9]),  # has_logo
+        r[10],  # created_at
+        r[11],  # owner_email
+        r[12],  # owner_name
+        r[13],  # owner_max_domain
     )
+
+
+@lru_cache(maxsize=1024)
+def _redirect_uris(stored: str) -> tuple[str, ...]:
+    # Every token request reads its client: the same few JSON lists, parsed once each.
+    return tuple(json.loads(stored))
 
 
 _CLIENT_BY_ID = Prepared(
