@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.responses import Response
 
-from consentry.http import dumps
+from consentry.http import JSON, NO_STORE, dumps
 
 values: Any = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -32,3 +34,17 @@ def test_unencodable_is_a_type_error_as_with_json() -> None:
 
     with pytest.raises(TypeError):
         dumps({"a": object()})
+
+
+@pytest.mark.parametrize("status", [200, 201, 400, 204])
+def test_json_no_store_headers_are_starlettes(status: int) -> None:
+    """The token answer's shortcut gives Starlette's own header list, in its order."""
+
+    class Plain(Response):
+        media_type = "application/json"
+
+    body = {"access_token": "a" * 40, "expires_in": 3600, "scope": None}
+    ours = JSON(body, status_code=status, headers=NO_STORE)
+    theirs = Plain(ours.body, status_code=status, headers=NO_STORE)
+    assert ours.raw_headers == theirs.raw_headers
+    assert JSON(body).raw_headers == Plain(ours.body).raw_headers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -68,8 +69,22 @@ class JSON(Response):
     def render(self, content: Any) -> bytes:
         return dumps(content)
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # The token endpoint's answer (NO_STORE, 200) on every token request: Starlette's
+        # header list, the same pairs in the same order, without lowering and encoding the
+        # two constant headers and scanning for Content-Length / Content-Type each time.
+        if headers is NO_STORE and self.status_code == 200:
+            self.raw_headers = [
+                *_NO_STORE_RAW,
+                (b"content-length", str(len(self.body)).encode()),
+                (b"content-type", b"application/json"),
+            ]
+            return
+        super().init_headers(headers)
+
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_NO_STORE_RAW = tuple((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())
 
 
 def error_response(err: ApiError, request: Request) -> Response:
