@@ -34,7 +34,7 @@ from consentry.api.resources import get_account, list_from_fields, list_from_fie
 from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
 from consentry.crypto import Keyring
-from consentry.http import JSON, Answer, BodyTooLarge, error_response
+from consentry.http import JSON, WHOLE_BODY, Answer, BodyTooLarge, error_response
 from consentry.metrics import Metrics
 from consentry.oauth.errors import INTERNAL, NOT_FOUND, VALIDATION, ApiError, oauth_error
 from consentry.oauth.introspection import introspection_endpoint
@@ -158,6 +158,7 @@ class RequestContext:
             if answer is not None:
                 self._lane_send(scope, rid, started, *answer, reply)
                 return None
+        scope[WHOLE_BODY] = body
         request = Request(scope, _receive_once(body))
         return lane.run(
             self.respond(route, request),
