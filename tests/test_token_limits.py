@@ -39,3 +39,23 @@ def test_token_requests_per_client_per_second_are_limited(make_server: Any) -> N
         ]
     assert 429 in statuses
     assert 3 <= statuses.count(200) <= 9, statuses
+
+
+def test_a_body_over_a_small_configured_limit_is_413_on_the_fast_lane_too(
+    make_server: Any,
+) -> None:
+    # 2,000 bytes with a Content-Length: the server's fast lane reads it whole (up to 16 KiB)
+    # before the endpoint runs; the configured limit still applies to it.
+    server = make_server(max_body_bytes="1000")
+    client = server.client
+    url = f"{server.url}/v3/token"
+    small = {"grant_type": "client_credentials"}
+    big = {"grant_type": "client_credentials", "scope": "x" * 2000}
+    with httpx.Client() as http:
+        assert http.post(url, data=small, auth=client.auth).status_code == 200
+        r = http.post(url, data=big, auth=client.auth)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == "invalid_request"
+        r = http.post(f"{server.url}/v3/token/introspect", data={"token": "t" * 2000},
+                      auth=client.auth)
+        assert r.status_code == 413, r.text
