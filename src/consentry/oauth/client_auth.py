@@ -89,7 +89,10 @@ async def authenticate_client_with(
     # Guessing a secret: failures are counted per client id and address (RFC 6819 §5.1.4.2.3);
     # a correct secret is refused too while the pair is throttled.
     limit = rt.settings.client_auth_failures
-    throttle_key = "clientauth:" + rt.keys.hash(f"{client_id}\0{client_host(request)}", "throttle")
+    pair = f"{client_id}\0{client_host(request)}"
+    # Hashed for the shared store (no client ids or addresses in Redis); this process's
+    # own counters keep the pair as it is (a hash on every token request for nothing).
+    throttle_key = "clientauth:" + (pair if rt.limiter.local else rt.keys.hash(pair, "throttle"))
     item = _failures_item(limit)
     if limit and not await rt.limiter.test_counter(item, throttle_key):
         raise throttled("too many failed client authentications, wait and retry", 600, limit)
