@@ -15,7 +15,8 @@ machine (``PYTHONPATH=<other checkout>/src python -m bench.inprocess --callgrind
 in, response bytes out, over 32 in-memory connections) instead of calling it as ASGI: what the
 server costs without the sockets, its lane and fast paths included.
 
-OP: client_credentials, introspection, bearer_get, authorize (GET with remembered consent).
+OP: client_credentials, introspection, bearer_get, authorize (GET with remembered consent),
+refresh_token (rotation; a pool of refresh tokens is minted first, outside the timing).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 from bench.appdata import new_code, seed
 
-OPS = ("client_credentials", "introspection", "bearer_get", "authorize")
+OPS = ("client_credentials", "introspection", "bearer_get", "authorize", "refresh_token")
 Scope = dict[str, Any]
 
 
@@ -173,7 +174,21 @@ async def drive(op: str, n: int, database_url: str, server: bool = False) -> flo
         s = await sessions.create(rt, user)
         await rt.db.run_write(tokens.upsert_consent, user, client_pk, None, int(time.time()))
         cookie = b"consentry_session=" + s.raw_id.encode()
+    refresh_pool: list[bytes] = []
+    if op == "refresh_token":
+        # Single-use: a pool minted before the measured requests, through the real code
+        # exchange. Its size does not depend on N below 1,540, so that --callgrind's two runs
+        # (N and 3N, N <= 500) mint the same number and the difference cancels it.
+        for _ in range(max(1600, n + 60)):
+            got, raw = await call("POST", "/v3/token", basic + form,
+                                  b"grant_type=authorization_code&code="
+                                  + (await new_code(rt, seeded)).encode())
+            assert got == 200, raw
+            refresh_pool.append(json.loads(raw)["refresh_token"].encode())
     requests = {
+        "refresh_token": lambda: call("POST", "/v3/token", basic + form,
+                                      b"grant_type=refresh_token&refresh_token="
+                                      + refresh_pool.pop()),
         "client_credentials": lambda: call("POST", "/v3/token", basic + form,
                                            b"grant_type=client_credentials"),
         "introspection": lambda: call("POST", "/v3/token/introspect", basic + form,

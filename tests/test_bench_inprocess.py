@@ -21,7 +21,7 @@ def test_inprocess_driver_runs(op: str) -> None:
     assert r.stdout.startswith(f"{op}: ") and "CPU/request" in r.stdout
 
 
-@pytest.mark.parametrize("op", ["client_credentials", "bearer_get"])
+@pytest.mark.parametrize("op", ["client_credentials", "bearer_get", "refresh_token"])
 def test_inprocess_driver_runs_through_the_server_protocol(op: str) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "bench.inprocess", op, "200", "--server"],
