@@ -80,21 +80,31 @@ class JSON(Response):
         return dumps(content)
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
-        # The token endpoint's answer (NO_STORE, 200) on every token request: Starlette's
-        # header list, the same pairs in the same order, without lowering and encoding the
-        # two constant headers and scanning for Content-Length / Content-Type each time.
-        if headers is NO_STORE and self.status_code == 200:
-            self.raw_headers = [
-                *_NO_STORE_RAW,
-                (b"content-length", str(len(self.body)).encode()),
-                (b"content-type", b"application/json"),
-            ]
+        # The common answers (200; no headers, or the token endpoint's NO_STORE) on every
+        # request: Starlette's header list, built by json_headers without its scan for
+        # Content-Length / Content-Type.
+        if self.status_code == 200 and (headers is None or headers is NO_STORE):
+            self.raw_headers = json_headers(len(self.body), headers)
             return
         super().init_headers(headers)
 
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _NO_STORE_RAW = tuple((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())
+
+
+def json_headers(length: int, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """The header pairs Starlette's ``JSONResponse`` writes for a ``length``-byte body with
+    status 200 and ``headers`` that name neither Content-Length nor Content-Type: those
+    headers, the length, the type, in that order (tests/test_http_dumps.py compares)."""
+    if headers is NO_STORE:
+        raw = list(_NO_STORE_RAW)  # its two constant pairs, encoded once
+    elif headers:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    else:
+        raw = []
+    raw += ((b"content-length", str(length).encode()), (b"content-type", b"application/json"))
+    return raw
 
 
 def error_response(err: ApiError, request: Request) -> Response:

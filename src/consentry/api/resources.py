@@ -28,7 +28,7 @@ from consentry.api.guard import (
     quota_denied,
     token_and_prefetch,
 )
-from consentry.http import JSON, Answer, dumps, read_body
+from consentry.http import JSON, Answer, dumps, json_headers, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.runtime import Runtime
@@ -370,14 +370,8 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
             return denied.status_code, denied.raw_headers, bytes(denied.body)
         items, headers = _page_answer(rt, pre[1])
         body = dumps(items)
-        # As Starlette's JSON response writes them: given headers, length, type.
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        raw += (
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", b"application/json"),
-            *decision.raw_headers(),
-        )
-        return 200, raw, body
+        # As the ordinary way's JSON response and the guard write them.
+        return 200, json_headers(len(body), headers) + decision.raw_headers(), body
     finally:
         limiter.release(key)
 

@@ -480,14 +480,18 @@ def insert_refresh_token(
     )
 
 
+# A refresh token this request may spend: this client's, unspent, unexpired. The SQLite
+# spend and PostgreSQL's one-statement rotation both start from these.
+_REFRESH_SPENDABLE = (
+    refresh_tokens.c.token_hash == bindparam("p_hash"),
+    refresh_tokens.c.client_pk == bindparam("p_client"),
+    refresh_tokens.c.spent_at.is_(None),
+    refresh_tokens.c.expires_at > bindparam("p_now"),
+)
+
 _SPEND_REFRESH = Prepared(
     update(refresh_tokens)
-    .where(
-        refresh_tokens.c.token_hash == bindparam("p_hash"),
-        refresh_tokens.c.client_pk == bindparam("p_client"),
-        refresh_tokens.c.spent_at.is_(None),
-        refresh_tokens.c.expires_at > bindparam("p_now"),
-    )
+    .where(*_REFRESH_SPENDABLE)
     .values(
         spent_at=bindparam("p_now"),
         retry_blob=bindparam("p_blob"),
@@ -611,13 +615,7 @@ _REDEEM_CODE_PG = _mint_after(
 
 _ROTATE_REFRESH_PG = _mint_after(
     update(refresh_tokens)
-    .where(
-        refresh_tokens.c.token_hash == bindparam("p_hash"),
-        refresh_tokens.c.client_pk == bindparam("p_client"),
-        refresh_tokens.c.spent_at.is_(None),
-        refresh_tokens.c.expires_at > bindparam("p_now"),
-        _grant_is_live(refresh_tokens.c.grant_id),
-    )
+    .where(*_REFRESH_SPENDABLE, _grant_is_live(refresh_tokens.c.grant_id))
     .values(
         spent_at=bindparam("p_now"),
         retry_blob=bindparam("p_blob"),
