@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy.engine import Connection
 
 from consentry.config import Settings
+from consentry.store import db as db_module
 from consentry.store.db import Database
 
 
@@ -194,5 +196,123 @@ def test_a_batch_without_failures_runs_without_savepoints(db_url: str) -> None:
             assert sum(1 for s in seen if s == "COMMIT") == 2  # the gate's batch, then ours
         finally:
             await db.dispose()
+
+    asyncio.run(main())
+
+
+# --- filling a batch under concurrency (``_Writer._fill_target``) ----------------------------
+
+
+def _writer(db: Database) -> Any:
+    assert db._writer is not None
+    return db._writer
+
+
+def _expect_load(db: Database, in_flight: int) -> None:
+    """Make the writer's last window have seen ``in_flight`` jobs, ending just now."""
+    w = _writer(db)
+    w._peak = in_flight
+    w._window_end = time.monotonic()
+
+
+def test_the_fill_target_follows_the_last_window_of_load(db_url: str) -> None:
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        try:
+            await db.run_write(_create)
+            w = _writer(db)
+            now = time.monotonic()
+            w._window_end = now
+            w._peak = 1
+            assert w._fill_target(now) == 1  # a lone client: committed at once
+            w._note_load(32)
+            assert w._fill_target(now) == 1  # still the window that saw load 1
+            # Each next call at the end of the window before it: the window rolls over.
+            assert w._fill_target(w._window_end) == 24  # it saw 32: three quarters
+            w._note_load(db_module.FILL_FROM - 1)
+            assert w._fill_target(w._window_end) == 1  # below FILL_FROM
+            w._note_load(10_000)
+            assert w._fill_target(w._window_end) == db_module.MAX_BATCH
+            # No batch for a whole window: the load is over, whatever it was.
+            w._note_load(32)
+            assert w._fill_target(w._window_end + 2 * db_module.LOAD_WINDOW) == 1
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_under_load_jobs_arriving_one_by_one_fill_one_batch(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight writes 5 ms apart after a load of 11 in flight: one transaction, not eight
+    (without the fill the first job is committed alone while the others are on their way)."""
+    monkeypatch.setattr(db_module, "FILL_WAIT", 30.0)
+
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        try:
+            await db.run_write(_create)
+            w = _writer(db)
+            before = db.write_stats()[0]
+            _expect_load(db, 11)  # the fill target: 8
+            jobs = []
+            for x in range(8):
+                jobs.append(asyncio.ensure_future(db.run_write(_insert, x, False)))
+                await asyncio.sleep(0.005)
+            assert await asyncio.gather(*jobs) == list(range(8))
+            assert db.write_stats()[0] - before == 1
+            assert (w.fill_waits, w.fill_timeouts) == (1, 0)
+            assert await db.run_read(_all) == list(range(8))
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_batch_that_does_not_fill_is_committed_after_the_fill_wait(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "FILL_WAIT", 0.05)
+
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        try:
+            await db.run_write(_create)
+            w = _writer(db)
+            _expect_load(db, 11)
+            assert await db.run_write(_insert, 1, False) == 1
+            assert (w.fill_waits, w.fill_timeouts) == (1, 1)
+            assert await db.run_read(_all) == [1]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_stopping_ends_a_wait_to_fill_at_once(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer waiting for its batch to fill commits what it has and stops when asked
+    (with a fill wait longer than the stop's 30 s join, it would otherwise still be alive)."""
+    monkeypatch.setattr(db_module, "FILL_WAIT", 120.0)
+
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        await db.run_write(_create)
+        w = _writer(db)
+        _expect_load(db, 11)
+        job = asyncio.ensure_future(db.run_write(_insert, 7, False))
+        for _ in range(10_000):
+            if w.fill_waits:
+                break
+            await asyncio.sleep(0.001)
+        assert w.fill_waits == 1
+        await db.dispose()
+        assert await job == 7
+        assert not w._thread.is_alive()
+        again = Database(_settings(db_url))
+        try:
+            assert await again.run_read(_all) == [7]
+        finally:
+            await again.dispose()
 
     asyncio.run(main())

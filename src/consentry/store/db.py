@@ -34,6 +34,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -51,6 +52,13 @@ log = logging.getLogger("consentry.db")
 
 # Most jobs one group commit carries; more wait for the next batch.
 MAX_BATCH = 256
+# Filling a batch under concurrency (see _Writer): from this many writes in flight, wait
+# until this share of them is queued, at most this long; the load is the most seen in the
+# last window (seconds).
+FILL_FROM = 4
+FILL_FRACTION = 0.75
+FILL_WAIT = 0.002
+LOAD_WINDOW = 0.05
 
 
 def async_url(url: str) -> str:
@@ -235,13 +243,30 @@ class _Writer:
     """One thread, one SQLite connection, group commit.
 
     Jobs that arrive while a batch is being written (and fsynced) form the next batch, so
-    under load many requests share one COMMIT; a lone request is committed at once."""
+    under load many requests share one COMMIT; a lone request is committed at once.
+
+    Under concurrency the next batch is also *filled* before it starts (``_fill_target``):
+    taking whatever is queued the moment the writer is free splits the requests in flight
+    into one large batch and one of a job or two (measured: 30-and-1 with 32 clients), and
+    while the large batch is fsynced every request is waiting for it and the core idles.
+    So when the recent load (jobs in a batch plus jobs queued behind it, the most in the
+    last ``LOAD_WINDOW``) was at least ``FILL_FROM``, the writer waits until
+    ``FILL_FRACTION`` of that many jobs are queued, at most ``FILL_WAIT``; the rest are
+    still being worked on by the event loop during the fsync. A lone request, or a load
+    below ``FILL_FROM``, is committed at once as before."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0  # transactions committed or rolled back (for tests and metrics)
         self.jobs = 0
+        self.fill_waits = 0  # batches that waited to fill, and how many of them timed out
+        self.fill_timeouts = 0
+        self._filled = threading.Event()
+        self._want = 0  # queued jobs that end the current wait (0: not waiting)
+        self._peak = 0  # the most jobs in flight seen in the current window
+        self._expect = 0  # the previous window's peak: the load the next batch is sized for
+        self._window_end = 0.0
         self._thread = threading.Thread(
             target=self._run, name="consentry-sqlite-writer", daemon=True
         )
@@ -255,10 +280,54 @@ class _Writer:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._queue.put((fn, args, fut, loop))
+        want = self._want
+        if want and self._queue.qsize() >= want:
+            self._filled.set()
 
     def stop(self) -> None:
         self._queue.put(None)
+        self._filled.set()
         self._thread.join(timeout=30)
+
+    def _fill_target(self, now: float) -> int:
+        """How many jobs the next batch waits for (1: none), from the last window's load."""
+        if now >= self._window_end:
+            # A window with no batch at all in the one before it means the load stopped.
+            stale = now >= self._window_end + LOAD_WINDOW
+            self._expect = 0 if stale else self._peak
+            self._peak = 0
+            self._window_end = now + LOAD_WINDOW
+        if self._expect < FILL_FROM:
+            return 1
+        return min(MAX_BATCH, int(self._expect * FILL_FRACTION))
+
+    def _note_load(self, in_flight: int) -> None:
+        if in_flight > self._peak:
+            self._peak = in_flight
+
+    def _wait_to_fill(self, want: int) -> None:
+        """Block until ``want`` jobs (counting the one in hand) are queued, or FILL_WAIT."""
+        self._filled.clear()
+        self._want = want - 1
+        try:
+            if self._queue.qsize() < want - 1:
+                self.fill_waits += 1
+                if not self._filled.wait(FILL_WAIT):
+                    self.fill_timeouts += 1
+        finally:
+            self._want = 0
+
+    def _take(self, batch: list[_Job]) -> bool:
+        """Move queued jobs into ``batch`` (up to MAX_BATCH); True if the stop marker came."""
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is None:
+                return True
+            batch.append(job)
+        return False
 
     def _run(self) -> None:
         conn = self._engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
@@ -267,20 +336,15 @@ class _Writer:
                 first = self._queue.get()
                 if first is None:
                     return
+                want = self._fill_target(time.monotonic())
+                if want > 1 and self._queue.qsize() < want - 1:
+                    self._wait_to_fill(want)
                 batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH:
-                    try:
-                        job = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
+                stop = self._take(batch)
                 outcomes = _write_batch(conn, batch)
                 self.batches += 1
                 self.jobs += len(batch)
+                self._note_load(len(batch) + self._queue.qsize())
                 _deliver(outcomes, batch)
                 if stop:
                     return
