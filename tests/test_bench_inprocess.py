@@ -29,3 +29,12 @@ def test_inprocess_driver_runs_through_the_server_protocol(op: str) -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith(f"{op}: ") and "CPU/request" in r.stdout
+
+
+def test_open_loop_driver_runs() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.openloop", "200", "1", "--no-pin"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("client_credentials open loop at 200/s") and "errors=0" in r.stdout

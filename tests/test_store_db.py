@@ -203,6 +203,12 @@ def test_a_batch_without_failures_runs_without_savepoints(db_url: str) -> None:
 # --- filling a batch under concurrency (``_Writer._fill_target``) ----------------------------
 
 
+@pytest.fixture
+def busy_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fill batches whatever the event loop's busy share (these tests' loops mostly sleep)."""
+    monkeypatch.setattr(db_module, "FILL_BUSY", 0.0)
+
+
 def _writer(db: Database) -> Any:
     assert db._writer is not None
     return db._writer
@@ -215,7 +221,11 @@ def _expect_load(db: Database, in_flight: int) -> None:
     w._window_end = time.monotonic()
 
 
-def test_the_fill_target_follows_the_last_window_of_load(db_url: str) -> None:
+def test_the_fill_target_follows_the_last_window_of_load(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "FILL_BUSY", 0.0)  # the next test covers the busy share
+
     async def main() -> None:
         db = Database(_settings(db_url))
         try:
@@ -242,6 +252,43 @@ def test_the_fill_target_follows_the_last_window_of_load(db_url: str) -> None:
     asyncio.run(main())
 
 
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_the_fill_waits_only_while_the_submitting_thread_is_busy(db_url: str) -> None:
+    """Independent clients at a moderate rate leave the event loop mostly idle: then a batch
+    is committed at once, whatever the load in flight (waiting would only add latency)."""
+
+    async def main() -> None:
+        db = Database(_settings(db_url))
+        try:
+            await db.run_write(_create)  # this thread is the submitting one
+            w = _writer(db)
+            window = db_module.LOAD_WINDOW
+            w._loop_busy(time.monotonic())
+            time.sleep(window)
+            assert w._loop_busy(time.monotonic()) < 0.2
+            _spin(window)
+            assert w._loop_busy(time.monotonic()) > db_module.FILL_BUSY
+            # 32 in flight, but the loop slept through the window: no wait.
+            w._note_load(32)
+            w._window_end = time.monotonic() + window  # ends as the sleep does: not stale
+            time.sleep(window)
+            assert w._fill_target(time.monotonic()) == 1
+            # 32 in flight and the loop busy: three quarters.
+            w._note_load(32)
+            _spin(window)
+            assert w._fill_target(time.monotonic()) == 24
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.usefixtures("busy_loop")
 def test_under_load_jobs_arriving_one_by_one_fill_one_batch(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,6 +317,7 @@ def test_under_load_jobs_arriving_one_by_one_fill_one_batch(
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("busy_loop")
 def test_a_batch_that_does_not_fill_is_committed_after_the_fill_wait(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,6 +338,7 @@ def test_a_batch_that_does_not_fill_is_committed_after_the_fill_wait(
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("busy_loop")
 def test_stopping_ends_a_wait_to_fill_at_once(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer waiting for its batch to fill commits what it has and stops when asked
     (with a fill wait longer than the stop's 30 s join, it would otherwise still be alive)."""

@@ -59,6 +59,9 @@ FILL_FROM = 4
 FILL_FRACTION = 0.75
 FILL_WAIT = 0.002
 LOAD_WINDOW = 0.05
+# ... and only while the event-loop thread that submits the writes was busy at least this
+# share of the last window (its CPU time over wall time).
+FILL_BUSY = 0.5
 
 
 def async_url(url: str) -> str:
@@ -253,7 +256,11 @@ class _Writer:
     last ``LOAD_WINDOW``) was at least ``FILL_FROM``, the writer waits until
     ``FILL_FRACTION`` of that many jobs are queued, at most ``FILL_WAIT``; the rest are
     still being worked on by the event loop during the fsync. A lone request, or a load
-    below ``FILL_FROM``, is committed at once as before."""
+    below ``FILL_FROM``, is committed at once as before. So is everything while the event
+    loop's thread was busy less than ``FILL_BUSY`` of the window: with independent clients
+    at a moderate rate (open-loop load), waiting for more jobs only adds latency (measured:
+    p50 1.06 -> 2.44 ms at 1,500 requests/s), while with the loop busy the jobs a batch
+    waits for are already being worked on."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -267,6 +274,9 @@ class _Writer:
         self._peak = 0  # the most jobs in flight seen in the current window
         self._expect = 0  # the previous window's peak: the load the next batch is sized for
         self._window_end = 0.0
+        self._busy = 0.0  # the submitting thread's busy share in the last window
+        self._submitter = threading.get_ident()  # the event-loop thread that submits jobs
+        self._cpu_mark: tuple[int, float, float] | None = None
         self._thread = threading.Thread(
             target=self._run, name="consentry-sqlite-writer", daemon=True
         )
@@ -279,6 +289,7 @@ class _Writer:
         fut: asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
+        self._submitter = threading.get_ident()
         self._queue.put((fn, args, fut, loop))
         want = self._want
         if want and self._queue.qsize() >= want:
@@ -296,10 +307,25 @@ class _Writer:
             stale = now >= self._window_end + LOAD_WINDOW
             self._expect = 0 if stale else self._peak
             self._peak = 0
+            self._busy = self._loop_busy(now)
             self._window_end = now + LOAD_WINDOW
-        if self._expect < FILL_FROM:
+        if self._expect < FILL_FROM or self._busy < FILL_BUSY:
             return 1
         return min(MAX_BATCH, int(self._expect * FILL_FRACTION))
+
+    def _loop_busy(self, now: float) -> float:
+        """The submitting thread's CPU time over wall time since the last call (0..1); 1.0
+        where a thread's CPU clock cannot be read (the fill then depends on load alone)."""
+        ident = self._submitter
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
+        except (AttributeError, OSError, OverflowError):  # no such clock here, thread gone
+            self._cpu_mark = None
+            return 1.0 if not hasattr(time, "pthread_getcpuclockid") else 0.0
+        mark, self._cpu_mark = self._cpu_mark, (ident, now, cpu)
+        if mark is None or mark[0] != ident or now <= mark[1]:
+            return 0.0
+        return (cpu - mark[2]) / (now - mark[1])
 
     def _note_load(self, in_flight: int) -> None:
         if in_flight > self._peak:
