@@ -316,12 +316,15 @@ class _Writer:
     def _loop_busy(self, now: float) -> float:
         """The submitting thread's CPU time over wall time since the last call (0..1); 1.0
         where a thread's CPU clock cannot be read (the fill then depends on load alone)."""
+        cpu_clock = getattr(time, "pthread_getcpuclockid", None)
+        if cpu_clock is None:  # not on this platform (macOS)
+            return 1.0
         ident = self._submitter
         try:
-            cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
-        except (AttributeError, OSError, OverflowError):  # no such clock here, thread gone
+            cpu = time.clock_gettime(cpu_clock(ident))
+        except (OSError, OverflowError):  # that thread is gone
             self._cpu_mark = None
-            return 1.0 if not hasattr(time, "pthread_getcpuclockid") else 0.0
+            return 0.0
         mark, self._cpu_mark = self._cpu_mark, (ident, now, cpu)
         if mark is None or mark[0] != ident or now <= mark[1]:
             return 0.0
@@ -363,7 +366,7 @@ class _Writer:
                 if first is None:
                     return
                 want = self._fill_target(time.monotonic())
-                if want > 1 and self._queue.qsize() < want - 1:
+                if want > 1:
                     self._wait_to_fill(want)
                 batch = [first]
                 stop = self._take(batch)
