@@ -57,11 +57,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         drop_pg_database(url)
 
 
-def _run(url: str, test: Callable[[Database], Awaitable[None]]) -> None:
-    """``test(db)`` on a fresh table, in one event loop (the pool's connections live in it)."""
+def _run(url: str, test: Callable[[Database], Awaitable[None]], **env: str) -> None:
+    """``test(db)`` on a fresh table, in one event loop (the pool's connections live in it);
+    ``env``: settings, e.g. ``db_pool_size="1"`` for CONSENTRY_DB_POOL_SIZE."""
 
     async def go() -> None:
-        db = Database(Settings.from_env({}, database_url=url, secret_key="k" * 64))
+        settings = Settings.from_env(
+            {f"CONSENTRY_{k.upper()}": v for k, v in env.items()},
+            database_url=url,
+            secret_key="k" * 64,
+        )
+        db = Database(settings)
         try:
             async with db.write() as conn:
                 await conn.run_sync(meta.create_all)

@@ -103,7 +103,10 @@ class Settings:
     purge_batch: int = field(default=1000, metadata={"doc": "Rows per purge transaction"})
     db_pool_size: int = field(
         default=20,
-        metadata={"doc": "PostgreSQL connections per process (opened when needed, then kept)"},
+        metadata={
+            "doc": "PostgreSQL connections per process and pool, hot path and the rest "
+            "(opened when needed, then kept)"
+        },
     )
     # Overflow connections are closed as soon as they are returned while the pool is full,
     # so a steady load above the pool size opens and closes PostgreSQL connections all the

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from consentry.config import Settings, sqlite_path
+from consentry.store.pghot import HotPool, NotHot
 
 T = TypeVar("T")
 log = logging.getLogger("consentry.db")
@@ -120,10 +121,22 @@ class Database:
         self._sync_engine: Engine | None = None
         self._reader: Connection | None = None
         self._writer: _Writer | None = None
+        # PostgreSQL: the hot functions on raw asyncpg connections (store/pghot.py).
+        self._hot: HotPool | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine)
         else:
             event.listen(self.engine.sync_engine.pool, "checkout", _drop_closed_on_checkout)
+            sync = self.engine.sync_engine
+            cargs, cparams = sync.dialect.create_connect_args(sync.url)
+            self._hot = HotPool(
+                sync.dialect,
+                cargs,
+                {**cparams, **kwargs["connect_args"]},
+                settings.db_pool_size,
+                settings.db_max_overflow,
+                settings.db_pool_timeout,
+            )
         if self._direct:
             self._sync_engine = create_engine(
                 pysqlite_url(settings.database_url),
@@ -144,6 +157,11 @@ class Database:
         if self.is_sqlite:  # in-memory SQLite: no second connection can see it
             async with self.engine.connect() as aconn, aconn.begin():
                 return await aconn.run_sync(fn, *args)
+        if self._hot is not None:
+            try:
+                return await self._hot.run(fn, args, write=False)
+            except NotHot:  # a read: running it again the ordinary way undoes nothing
+                pass
         return await self._autocommit(fn, args)
 
     @property
@@ -174,6 +192,11 @@ class Database:
         raise to roll them back."""
         if self.is_sqlite:
             return await self.run_write(fn, *args)
+        if self._hot is not None:
+            try:
+                return await self._hot.run(fn, args, write=True)
+            except NotHot:  # raised before fn executed anything (HotPool.run checks)
+                pass
         return await self._autocommit(fn, args)
 
     async def _autocommit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -236,6 +259,8 @@ class Database:
             self._reader = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+        if self._hot is not None:
+            await self._hot.close()
         await self.engine.dispose()
 
 

@@ -42,6 +42,7 @@ from consentry.store.models import (
     refresh_tokens,
     users,
 )
+from consentry.store.pghot import HotConnection
 
 # --- prepared statements -----------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class Prepared:
         self._row: Any = None
 
     def _bound(
-        self, conn: Connection, dialect: str, params: dict[str, Any]
+        self, conn: Connection | HotConnection, dialect: str, params: dict[str, Any]
     ) -> tuple[str, list[Any]]:
         """The statement's SQL for ``dialect`` and its parameters in positional order."""
         got = self._compiled.get(dialect)
@@ -128,7 +129,19 @@ class Prepared:
             row = self._row = namedtuple("Row", names, rename=True)._make  # type: ignore[attr-defined]
         return [row(r) for r in cursor.fetchall()]
 
-    def all(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+    def _hot(self, conn: HotConnection, params: dict[str, Any]) -> list[Any]:
+        sql, values = self._bound(conn, "postgresql", params)
+        records = conn.fetch(sql, values)
+        if not records:
+            return []
+        row = self._row
+        if row is None:
+            row = self._row = namedtuple("Row", list(records[0].keys()), rename=True)._make  # type: ignore[attr-defined]
+        return [row(r) for r in records]
+
+    def all(self, conn: Connection | HotConnection, params: dict[str, Any]) -> list[Any]:
+        if isinstance(conn, HotConnection):  # PostgreSQL's hot path (store/pghot.py)
+            return self._hot(conn, params)
         name = conn.dialect.name
         if name == "sqlite":
             return self._rows(self._sqlite(conn, params))
@@ -136,12 +149,15 @@ class Prepared:
             return self._rows(self._postgresql(conn, params))
         return list(conn.execute(self.stmt, params).all())
 
-    def first(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def first(self, conn: Connection | HotConnection, params: dict[str, Any]) -> Any:
         rows = self.all(conn, params)
         return rows[0] if rows else None
 
-    def run(self, conn: Connection, params: dict[str, Any]) -> None:
+    def run(self, conn: Connection | HotConnection, params: dict[str, Any]) -> None:
         """Execute a statement without result rows (INSERT, UPDATE without RETURNING)."""
+        if isinstance(conn, HotConnection):
+            self._hot(conn, params)
+            return
         name = conn.dialect.name
         if name == "sqlite":
             self._sqlite(conn, params).close()
