@@ -4,7 +4,7 @@
 connection (``store.hot``, the guard, client authentication). Through SQLAlchemy's async
 engine each call checked out a pooled connection (fairy, reset-on-return, isolation level),
 entered a greenlet, and went through the asyncpg adapter's cursor emulation: about 100 µs
-of CPU per call on top of asyncpg's own 40 µs, measured (``/tmp``-free:
+of CPU per call on top of asyncpg's own 40 µs (docs/performance.md; per request:
 ``python -m bench.inprocess bearer_get --server --database-url postgresql://...``).
 
 Here the same functions get a :class:`HotConnection`: the dialect (statements are compiled
