@@ -160,7 +160,11 @@ class HotPool:
         slots = self._slots
         if slots.locked():
             try:
-                await asyncio.wait_for(slots.acquire(), self._timeout)
+                if asyncio.current_task() is not None:  # no extra task per wait
+                    async with asyncio.timeout(self._timeout):
+                        await slots.acquire()
+                else:
+                    await asyncio.wait_for(slots.acquire(), self._timeout)
             except TimeoutError:
                 raise sa_exc.TimeoutError(
                     f"no PostgreSQL connection free within {self._timeout} s"
