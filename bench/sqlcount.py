@@ -6,7 +6,8 @@ statement the database received during it:
 
 * SQLite: sqlite3's trace callback on every connection (so transaction control — BEGIN,
   SAVEPOINT, COMMIT — is seen too, and statements the hot path runs straight on pysqlite);
-* PostgreSQL: SQLAlchemy's ``before_cursor_execute`` for statements, its ``begin`` /
+* PostgreSQL: asyncpg's query logger on the hot path's own connections (``store/pghot.py``)
+  and SQLAlchemy's ``before_cursor_execute`` for the other statements, its ``begin`` /
   ``commit`` / ``rollback`` events for transactions (asyncpg sends BEGIN and COMMIT as
   round trips of their own; reads and single-statement writes run in autocommit and send
   neither), and pool checkouts (a round trip each only if the engine has
@@ -113,6 +114,12 @@ async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
         def _checkout(*a: Any) -> None:
             rec.checkouts += 1
 
+        # The hot path's statements (raw asyncpg connections, store/pghot.py) pass no
+        # SQLAlchemy event: asyncpg's query logger sees them. They run in autocommit on a
+        # connection kept open, so no BEGIN/COMMIT and no pre-ping to count.
+        assert db._hot is not None
+        db._hot.add_query_logger(lambda record: rec.sql(record.query))
+
     seeded = await seed(rt)
     client_id, secret = seeded.client_id, seeded.secret
 
@@ -139,6 +146,9 @@ async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
                 rec.reset()
                 r = await runs[op]()
                 assert r.status_code == 200, (op, r.text)
+                # asyncpg calls its query loggers with loop.call_soon: let them run.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
                 counts = results[op]
                 stmts = rec.statements
                 writes = sum(1 for s in stmts if WRITE.match(s))

@@ -127,6 +127,7 @@ class HotPool:
         self._timeout = timeout
         self._idle: list[asyncpg.Connection] = []
         self._closing: set[asyncio.Future[None]] = set()
+        self._loggers: list[Callable[[Any], None]] = []
         self._slots = asyncio.Semaphore(size)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -176,10 +177,21 @@ class HotPool:
                 raw = self._idle.pop()
                 if not raw.is_closed():
                     return raw
-            return await asyncpg.connect(*self._cargs, **self._cparams)
+            raw = await asyncpg.connect(*self._cargs, **self._cparams)
+            for callback in self._loggers:
+                raw.add_query_logger(callback)
+            return raw
         except BaseException:
             slots.release()
             raise
+
+    def add_query_logger(self, callback: Callable[[Any], None]) -> None:
+        """Have ``callback(record)`` called for every statement run here (asyncpg's query
+        logger; ``record.query`` is the SQL): on the open connections and on new ones.
+        ``python -m bench.sqlcount`` counts the hot path's statements with it."""
+        self._loggers.append(callback)
+        for raw in self._idle:
+            raw.add_query_logger(callback)
 
     def _release(self, raw: asyncpg.Connection, keep: bool) -> None:
         if keep and not raw.is_closed():
