@@ -172,22 +172,41 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 def _list_query(
     user_id: int, email: str | None, name: str | None, is_default: bool | None, sort: str
-) -> tuple[Select[Any], dict[str, Any]]:
-    """The page query, with the total in the same statement (one snapshot, one round trip)."""
-    if not email and not name:
-        return _plain_list_query(is_default, sort).stmt, {"p_user": user_id}
-    conds = [from_fields.c.user_id == bindparam("p_user")]
+) -> tuple[Prepared, dict[str, Any]]:
+    """The page query, with the total in the same statement (one snapshot, one round trip),
+    and its parameters. Built and compiled once per shape (which text filters, isDefault,
+    sort): the texts are parameters, so a filtered list runs on the hot path too."""
+    params: dict[str, Any] = {"p_user": user_id}
     if email:
-        conds.append(func.lower(from_fields.c.email).contains(email.lower(), autoescape=True))
+        params["p_email"] = _contains_pattern(email)
     if name:
-        conds.append(func.lower(from_fields.c.name).contains(name.lower(), autoescape=True))
-    return _page_query(conds, is_default, sort), {"p_user": user_id}
+        params["p_name"] = _contains_pattern(name)
+    return _shaped_list_query(bool(email), bool(name), is_default, sort), params
 
 
-@lru_cache(maxsize=8)
-def _plain_list_query(is_default: bool | None, sort: str) -> Prepared:
-    # Built and compiled once per shape (no text filters: the common request).
-    return Prepared(_page_query([from_fields.c.user_id == bindparam("p_user")], is_default, sort))
+_LIKE_ESCAPE = "/"
+
+
+def _contains_pattern(text: str) -> str:
+    """A LIKE pattern for ``text`` anywhere in a lower-cased column: ``%``, ``_`` and the
+    escape character itself match literally (SQLAlchemy's ``contains(autoescape=True)``)."""
+    e = _LIKE_ESCAPE
+    escaped = text.lower().replace(e, e + e).replace("%", e + "%").replace("_", e + "_")
+    return f"%{escaped}%"
+
+
+@lru_cache(maxsize=32)
+def _shaped_list_query(
+    by_email: bool, by_name: bool, is_default: bool | None, sort: str
+) -> Prepared:
+    conds = [from_fields.c.user_id == bindparam("p_user")]
+    if by_email:
+        conds.append(
+            func.lower(from_fields.c.email).like(bindparam("p_email"), escape=_LIKE_ESCAPE)
+        )
+    if by_name:
+        conds.append(func.lower(from_fields.c.name).like(bindparam("p_name"), escape=_LIKE_ESCAPE))
+    return Prepared(_page_query(conds, is_default, sort))
 
 
 def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[Any]:
@@ -276,15 +295,12 @@ def _read_page(
     query, params = _list_query(user_id, email, name, is_default, sort)
     params["p_limit"] = per_page
     params["p_offset"] = (page - 1) * per_page
-    if not email and not name:
-        rows = _plain_list_query(is_default, sort).all(conn, params)
-    else:
-        rows = list(conn.execute(query, params).all())
+    rows = query.all(conn, params)
     if rows:
         total = int(rows[0].total_count)
     elif page > 1:
         # Past the last page: no row carries the total, so count (rare).
-        unpaged = query.limit(None).offset(None).order_by(None).subquery()
+        unpaged = query.stmt.limit(None).offset(None).order_by(None).subquery()
         total = int(conn.execute(select(func.count()).select_from(unpaged), params).scalar_one())
     else:
         total = 0
