@@ -53,7 +53,8 @@ LABELS = {
     "bearer_get": "bearer-protected GET /v3/from-fields",
     "revocation": "revocation (refresh token)",
 }
-WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|WITH)\b", re.I)
+# A write: the statement, or one of its CTEs (PostgreSQL's data-modifying WITH), changes rows.
+WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FROM)\b", re.I)
 CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA)\b", re.I)
 
 
@@ -151,7 +152,7 @@ async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
                 await asyncio.sleep(0)
                 counts = results[op]
                 stmts = rec.statements
-                writes = sum(1 for s in stmts if WRITE.match(s))
+                writes = sum(1 for s in stmts if WRITE.search(s))
                 for key, value in (
                     ("statements", len(stmts)),
                     ("writes", writes),

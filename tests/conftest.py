@@ -249,9 +249,7 @@ def pg_dump(url: str) -> bytes:
         conn = await asyncpg.connect(url, timeout=10)
         out = b""
         try:
-            tables = await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            )
+            tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             for t in tables:
                 rows = await conn.fetch(f'SELECT * FROM "{t["tablename"]}"')
                 out += repr([tuple(r) for r in rows]).encode()
@@ -355,3 +353,17 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield make
     for s in started:
         stop_server(s)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL, once SQLite (a file) and once PostgreSQL (a fresh database); a test
+    module may define its own ``db_url`` instead."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        return
+    url = fresh_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)

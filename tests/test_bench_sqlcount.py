@@ -28,7 +28,7 @@ POSTGRESQL = {
     "authorization_code": (2, 1),
     "refresh_token": (2, 1),
     "introspection": (1, 0),
-    "bearer_get": (2, 0),
+    "bearer_get": (1, 0),
     "revocation": (3, 2),
 }
 # Round trips on PostgreSQL: the statements, plus BEGIN and COMMIT of the one transaction
@@ -38,7 +38,7 @@ POSTGRESQL_ROUND_TRIPS = {
     "authorization_code": 2,
     "refresh_token": 2,
     "introspection": 1,
-    "bearer_get": 2,
+    "bearer_get": 1,
     "revocation": 5,
 }
 

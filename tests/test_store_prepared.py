@@ -8,8 +8,7 @@ server skips these tests, with ``CI`` set it fails them (tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from sqlalchemy.engine import Connection
 from consentry.config import Settings
 from consentry.store.db import Database
 from consentry.store.hot import Prepared
-from tests.conftest import drop_pg_database, fresh_pg_database
 
 meta = MetaData()
 things = Table(
@@ -43,18 +41,6 @@ _BY_NAME = Prepared(
         things.c.name == bindparam("p_name")
     )
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'prepared.sqlite3'}"
-        return
-    url = fresh_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
 
 
 def _run(url: str, test: Callable[[Database], Awaitable[None]], **env: str) -> None:

@@ -10,7 +10,7 @@ import time
 import unicodedata
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, func, select, update
@@ -22,6 +22,7 @@ from starlette.types import Scope
 
 from consentry.api.guard import (
     Caller,
+    Joined,
     bearer_value,
     prefetched,
     protected,
@@ -32,8 +33,8 @@ from consentry.http import JSON, Answer, dumps, json_headers, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.runtime import Runtime
-from consentry.store.hot import Prepared
-from consentry.store.models import from_fields, users
+from consentry.store.hot import Prepared, access_token_select
+from consentry.store.models import access_tokens, from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or misreads.
@@ -231,7 +232,69 @@ def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[
 
 def _read_first_page(conn: Connection, _request: Any, caller: Caller) -> Any:
     """The common call, no parameters: the first page of everything, oldest first."""
-    return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, 100, None)
+    return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, FIRST_PAGE, None)
+
+
+FIRST_PAGE = 100  # perPage when the request names none
+
+
+class _PageRow(NamedTuple):
+    public_id: str
+    email: str
+    name: str
+    is_active: bool
+    is_default: bool
+    created_at: int
+
+
+def _token_and_first_page() -> Joined:
+    """The common call's page joined to the bearer check, in one statement: the token (its
+    columns first, as the guard reads them) with the account's total of from-fields, then
+    one row per from-field of the first page (LEFT JOIN: one row of NULLs if none). The
+    token part is MATERIALIZED so that the count runs once, not per joined row."""
+    ff = from_fields
+    total = (
+        select(func.count())
+        .select_from(ff)
+        .where(ff.c.user_id == access_tokens.c.user_id)
+        .scalar_subquery()
+    )
+    tok = access_token_select().add_columns(total.label("total_count")).cte("tok")
+    tok = tok.prefix_with("MATERIALIZED")
+    stmt = (
+        select(
+            *tok.c,
+            ff.c.public_id.label("ff_public_id"),
+            ff.c.email.label("ff_email"),
+            ff.c.name.label("ff_name"),
+            ff.c.is_active.label("ff_is_active"),
+            ff.c.is_default.label("ff_is_default"),
+            ff.c.created_at.label("ff_created_at"),
+        )
+        .select_from(tok.outerjoin(ff, ff.c.user_id == tok.c.user_id))
+        .order_by(ff.c.created_at.asc(), ff.c.id.asc())
+        .limit(FIRST_PAGE)
+    )
+    width = len(tok.c)
+
+    def finish(rows: list[Any]) -> Any:
+        page = [_PageRow(*r[width:]) for r in rows if r[width] is not None]
+        return page, int(rows[0][width - 1]), 1, FIRST_PAGE, None
+
+    return Joined(Prepared(stmt), finish)
+
+
+_FIRST_PAGE_JOINED = _token_and_first_page()
+
+
+def _joined_read(request: Request) -> Joined | None:
+    """The joined read for the common call on PostgreSQL, where it saves a round trip
+    (bearer GET 157 -> 115 µs of CPU in process). On SQLite two statements cost fewer
+    instructions than one with a materialized CTE (433 k against 461 k per bearer GET,
+    ``python -m bench.inprocess bearer_get --server --callgrind``): no network to save."""
+    if request.scope["query_string"] or request.app.state.rt.db.is_sqlite:
+        return None
+    return _FIRST_PAGE_JOINED
 
 
 def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any:
@@ -322,7 +385,7 @@ def _page_answer(rt: Runtime, got: Any) -> tuple[list[dict[str, Any]], dict[str,
     return items, headers
 
 
-@protected("from-fields.read", prefetch=_read_from_fields)
+@protected("from-fields.read", prefetch=_read_from_fields, joined=_joined_read)
 async def list_from_fields(request: Request, caller: Caller) -> Response:
     rt: Runtime = request.app.state.rt
     got = prefetched(request)

@@ -760,6 +760,17 @@ def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
     return None if r is None else _access_token_from(r)
 
 
+def access_token_select() -> Any:
+    """``access_token``'s statement (parameter ``p_hash``), to build a larger one whose rows
+    begin with the token's columns: read those with :func:`access_token_from_row`."""
+    return _ACCESS_TOKEN.stmt
+
+
+def access_token_from_row(r: Sequence[Any]) -> AccessToken:
+    """The token from a row that begins with ``access_token_select()``'s columns."""
+    return _access_token_from(r)
+
+
 _tok_client = clients.alias("token_client")
 _tok_user = users.alias("token_user")
 _CLIENT_AND_ACCESS = _client_plus(
