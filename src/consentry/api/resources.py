@@ -210,11 +210,16 @@ def _shaped_list_query(
     return Prepared(_page_query(conds, is_default, sort))
 
 
+def _page_order(sort: str) -> tuple[Any, Any]:
+    """A page's order: by creation, ties by id."""
+    if sort == "ASC":
+        return from_fields.c.created_at.asc(), from_fields.c.id.asc()
+    return from_fields.c.created_at.desc(), from_fields.c.id.desc()
+
+
 def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[Any]:
     if is_default is not None:
         conds = [*conds, from_fields.c.is_default == is_default]
-    order = from_fields.c.created_at.asc() if sort == "ASC" else from_fields.c.created_at.desc()
-    order_id = from_fields.c.id.asc() if sort == "ASC" else from_fields.c.id.desc()
     # The total as a scalar subquery (evaluated once, on the covering index) rather than
     # count(*) OVER (): the window made SQLite materialise the page and sort it again, half
     # the cost of a bearer GET's reads. Uncorrelated: it counts from its own FROM.
@@ -224,18 +229,18 @@ def _page_query(conds: list[Any], is_default: bool | None, sort: str) -> Select[
     return (
         select(from_fields, total.label("total_count"))
         .where(and_(*conds))
-        .order_by(order, order_id)
+        .order_by(*_page_order(sort))
         .limit(bindparam("p_limit"))
         .offset(bindparam("p_offset"))
     )
 
 
+PER_PAGE = 100  # perPage when the request names none
+
+
 def _read_first_page(conn: Connection, _request: Any, caller: Caller) -> Any:
     """The common call, no parameters: the first page of everything, oldest first."""
-    return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, FIRST_PAGE, None)
-
-
-FIRST_PAGE = 100  # perPage when the request names none
+    return _read_page(conn, caller.user_id, None, None, None, "ASC", 1, PER_PAGE, None)
 
 
 class _PageRow(NamedTuple):
@@ -272,14 +277,14 @@ def _token_and_first_page() -> Joined:
             ff.c.created_at.label("ff_created_at"),
         )
         .select_from(tok.outerjoin(ff, ff.c.user_id == tok.c.user_id))
-        .order_by(ff.c.created_at.asc(), ff.c.id.asc())
-        .limit(FIRST_PAGE)
+        .order_by(*_page_order("ASC"))
+        .limit(PER_PAGE)
     )
     width = len(tok.c)
 
     def finish(rows: list[Any]) -> Any:
         page = [_PageRow(*r[width:]) for r in rows if r[width] is not None]
-        return page, int(rows[0][width - 1]), 1, FIRST_PAGE, None
+        return page, int(rows[0][width - 1]), 1, PER_PAGE, None
 
     return Joined(Prepared(stmt), finish)
 
@@ -307,7 +312,7 @@ def _read_from_fields(conn: Connection, request: Request, caller: Caller) -> Any
     if unknown:
         raise validation("Unknown query parameters", parameters=[u[:64] for u in unknown[:10]])
     page = _int_param(request, "page", 1, 1, 1_000_000)
-    per_page = _int_param(request, "perPage", 100, 1, 1000)
+    per_page = _int_param(request, "perPage", PER_PAGE, 1, 1000)
     email = _one(request, "query[email]")
     name = _one(request, "query[name]")
     is_default_raw = _one(request, "query[isDefault]")

@@ -727,7 +727,7 @@ class AccessToken(NamedTuple):
 
 
 def _access_token_columns(token_client: Any, token_user: Any) -> tuple[Any, ...]:
-    """An access token's columns, in the order :func:`_access_token_from` reads them; the
+    """An access token's columns, in the order :func:`access_token_from_row` reads them; the
     token's client and user tables are given (aliases when the statement also reads the
     authenticating client)."""
     return (
@@ -757,18 +757,13 @@ _ACCESS_TOKEN = Prepared(
 def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
     """One statement: the token, its owner, its client and whether its grant still lives."""
     r = _ACCESS_TOKEN.first(conn, {"p_hash": token_hash})
-    return None if r is None else _access_token_from(r)
+    return None if r is None else access_token_from_row(r)
 
 
 def access_token_select() -> Any:
     """``access_token``'s statement (parameter ``p_hash``), to build a larger one whose rows
     begin with the token's columns: read those with :func:`access_token_from_row`."""
     return _ACCESS_TOKEN.stmt
-
-
-def access_token_from_row(r: Sequence[Any]) -> AccessToken:
-    """The token from a row that begins with ``access_token_select()``'s columns."""
-    return _access_token_from(r)
 
 
 _tok_client = clients.alias("token_client")
@@ -789,7 +784,7 @@ def client_and_access_token(
     """The client, and ``access_token(token_hash)`` whichever client holds it: one statement
     (introspection; the endpoint decides who may learn about the token)."""
     return _client_and_row(
-        conn, _CLIENT_AND_ACCESS, client_id, {"p_hash": token_hash}, _access_token_from
+        conn, _CLIENT_AND_ACCESS, client_id, {"p_hash": token_hash}, access_token_from_row
     )
 
 
@@ -822,7 +817,9 @@ def client_and_token_owners(
     return client_from_row(r), TokenOwners._make(r[_N_CLIENT:])
 
 
-def _access_token_from(r: Sequence[Any]) -> AccessToken:
+def access_token_from_row(r: Sequence[Any]) -> AccessToken:
+    """The token from a row that begins with its columns (``_access_token_columns``, e.g.
+    ``access_token_select()``'s)."""
     return AccessToken(
         id=r[0],
         client_pk=r[1],
