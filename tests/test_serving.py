@@ -172,3 +172,132 @@ def test_lane_request_with_connection_close_is_answered_then_closed(server: Serv
         while chunk := s.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 401 ") and b"connection: close" in data.lower()
+
+
+class _Recorder:
+    """A transport that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.calls: list[str] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self.closing = True
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 7
+
+    def set_protocol(self, protocol: object) -> None:
+        self.calls.append("set_protocol")
+
+
+def test_writes_of_one_turn_leave_together_at_its_end() -> None:
+    import asyncio
+
+    from consentry.serving import _Deferred
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = _Recorder(), _Recorder()
+        da, db = _Deferred(a, loop), _Deferred(b, loop)
+        da.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        db.write(b"one")
+        da.write(b"body")
+        da.write(b"")
+        assert a.sent == [] and b.sent == []  # nothing during the turn
+        assert da.get_write_buffer_size() == 7 + len(b"HTTP/1.1 200 OK\r\n\r\nbody")
+        await asyncio.sleep(0)
+        assert a.sent == [b"HTTP/1.1 200 OK\r\n\r\nbody"]  # one write, in order
+        assert b.sent == [b"one"]
+        db.write(b"two")
+        await asyncio.sleep(0)
+        assert b.sent == [b"one", b"two"]  # the next turn schedules its own flush
+
+    asyncio.run(scenario())
+
+
+def test_close_sends_what_is_held_and_abort_drops_it() -> None:
+    import asyncio
+
+    from consentry.serving import _Deferred
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        t = _Recorder()
+        d = _Deferred(t, loop)
+        d.write(b"last answer")
+        d.close()
+        assert t.sent == [b"last answer"] and t.calls == ["close"]
+        await asyncio.sleep(0)
+        assert t.sent == [b"last answer"]  # the scheduled flush finds nothing more
+
+        t2 = _Recorder()
+        d2 = _Deferred(t2, loop)
+        d2.write(b"never")
+        d2.abort()
+        await asyncio.sleep(0)
+        assert t2.sent == [] and t2.calls == ["abort"]
+
+        t3 = _Recorder()
+        d3 = _Deferred(t3, loop)
+        d3.write(b"before the switch")
+        d3.set_protocol(object())  # any other transport call: what is held goes first
+        assert t3.sent == [b"before the switch"] and t3.calls == ["set_protocol"]
+
+        t4 = _Recorder()
+        d4 = _Deferred(t4, loop)
+        d4.write(b"x")
+        t4.closing = True  # the peer went away before the turn ended
+        await asyncio.sleep(0)
+        assert t4.sent == []
+
+    asyncio.run(scenario())
+
+
+def test_a_large_body_is_not_held_to_the_end_of_the_turn() -> None:
+    import asyncio
+
+    from consentry.serving import _Deferred
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        t = _Recorder()
+        d = _Deferred(t, loop)
+        chunk = b"x" * 16384
+        for _ in range(5):
+            d.write(chunk)
+        assert t.sent == [chunk * 5]  # over FLUSH_AT (64 KiB): sent at once
+        d.write(b"tail")
+        assert t.sent == [chunk * 5]
+        await asyncio.sleep(0)
+        assert t.sent == [chunk * 5, b"tail"]
+
+    asyncio.run(scenario())
+
+
+def test_answers_to_requests_of_one_turn_are_sent_together(server: Server) -> None:
+    """Two keep-alive connections whose requests arrive together: both answered, each in one
+    segment, through the real server (its transports are the deferred ones)."""
+    conns = [_connect(server), _connect(server)]
+    try:
+        for _ in range(10):
+            for s in conns:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            for s in conns:
+                first = s.recv(65536)
+                assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'{"status":"ok"}')
+    finally:
+        for s in conns:
+            s.close()

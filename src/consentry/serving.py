@@ -1,16 +1,20 @@
-"""HTTP server settings of ``consentry serve``: a cap on the size of a request head, and one
-socket write per response.
+"""HTTP server settings of ``consentry serve``: a cap on the size of a request head, and
+responses written at the end of the event loop's turn.
 
 uvicorn's httptools protocol buffers a request line and headers of any size: a client that
 sends megabytes of header (or never ends one) holds that much memory per connection. Bodies
 are capped by :func:`consentry.http.read_body`; this caps the head, so that an
 unauthenticated flood of huge heads gets a 431 instead of exhausting memory.
 
-uvicorn also writes a response's head and its body with two ``transport.write`` calls, and
-uvloop sends each at once: two ``send`` system calls (and, without Nagle's delay, often two
-TCP segments) for every small JSON answer. The socket write was the largest single item in
-the bearer GET's profile. :class:`_Coalescing` holds the head until the body's first write
-(or the end of the response) and sends both in one.
+uvloop sends each ``transport.write`` at once, with its own ``send`` system call: uvicorn's
+head and body of one response were two (and, without Nagle's delay, often two TCP segments),
+and the answers to the requests that arrived together went out one by one, each between
+two requests' work. On a client on the same host (a local proxy, the benchmark's wrk) every
+such send wakes the client again, and on loopback that wake-up is paid by the sender: it was
+the largest item of the bearer GET's CPU profile (``perf``: 14 % under wrk, in the send's
+``sock_def_readable``). :class:`_Deferred` holds what a connection writes until the end of
+the loop's turn and then sends it in one write, so one response is one ``send`` and the
+answers of one turn leave together.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ def http_options() -> dict[str, Any]:
             # The lane needs consentry's app itself (uvicorn wraps it only for trace logs).
             self._lane_app = self.app if hasattr(self.app, "lane_route") else None
 
+        def connection_made(self, transport: Any) -> None:
+            # Duck-typed: uvicorn's protocol only calls transport methods on it.
+            super().connection_made(_Deferred(transport, self.loop))  # type: ignore[arg-type]
+
         def on_message_begin(self) -> None:
             self._in_head = True
             self._head_bytes = 0
@@ -78,18 +86,6 @@ def http_options() -> dict[str, Any]:
                 self.cycle = _LaneCycle()  # type: ignore[assignment]
                 return
             super().on_headers_complete()
-            # Per cycle: with pipelined requests, self.cycle is already the next one when
-            # an earlier cycle completes.
-            cycle = self.cycle
-            coalescing = _Coalescing(self.transport)
-            cycle.transport = coalescing  # type: ignore[assignment]  # duck-typed
-            completed = cycle.on_response
-
-            def on_response() -> None:
-                coalescing.flush()  # a HEAD response, or a body of zero bytes
-                completed()
-
-            cycle.on_response = on_response
 
         def _lane_route(self) -> Any:
             """The request's fast-lane route, or None for uvicorn's usual ASGI cycle.
@@ -241,39 +237,82 @@ class _LaneCycle:
         self.keep_alive = True  # uvicorn's shutdown() turns it off: close after the response
 
 
-class _Coalescing:
-    """The transport as one response cycle sees it: the response head is held back and
-    written with the next write (the body), so a small response is one ``send``.
+class _Deferred:
+    """A connection's transport whose writes are held until the end of the loop's turn.
 
-    Anything but a ``write`` of more data (close, the end of the response, any other
-    transport call) first flushes what is held. ``100 Continue`` is never held: the client
-    waits for it before sending the body the application is waiting for."""
+    The first write of a turn schedules the flush (``call_soon``: it runs after the I/O
+    callbacks and tasks already due), which sends everything held in one ``write``, in the
+    order written. ``close`` (and ``write_eof``) sends what is held first, as a transport's
+    close does; ``abort`` drops it; more than ``FLUSH_AT`` bytes held are sent at once, so a
+    large or streamed body never piles up. Any other transport call sends what is held
+    first too, except the few that do not touch the stream (``is_closing``,
+    ``get_extra_info``, pausing and resuming reads), which go straight through. A ``100
+    Continue`` is held only until the turn ends: the application waits for the body, and
+    the turn ends with that wait."""
 
-    __slots__ = ("_transport", "_held")
+    __slots__ = ("_transport", "_loop", "_held", "_size")
 
-    def __init__(self, transport: Any) -> None:
+    FLUSH_AT = 64 * 1024
+
+    def __init__(self, transport: Any, loop: Any) -> None:
         self._transport = transport
-        self._held: bytes | None = None
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
+        if not data:
+            return
         held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data)
-        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
-            self._held = data
-        else:
-            self._transport.write(data)
+        if not held:
+            self._loop.call_soon(self.flush)
+        held.append(data)
+        self._size += len(data)
+        if self._size > self.FLUSH_AT:
+            self.flush()
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
 
     def flush(self) -> None:
+        """Send what is held (nothing, if it was sent already or the peer is gone)."""
         held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held)
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._size = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._size = 0
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return int(self._transport.get_write_buffer_size()) + self._size
+
+    def is_closing(self) -> bool:
+        return bool(self._transport.is_closing())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
 
     def __getattr__(self, name: str) -> Any:
         self.flush()
