@@ -301,3 +301,79 @@ def test_answers_to_requests_of_one_turn_are_sent_together(server: Server) -> No
     finally:
         for s in conns:
             s.close()
+
+
+class _Wire(_Recorder):
+    """An in-memory socket for one protocol instance."""
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5555)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _hello(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": b"hi"})  # type: ignore[operator]
+
+
+def test_keep_alive_timeout_counts_from_the_last_response() -> None:
+    """An idle connection is closed timeout_keep_alive seconds after its last response;
+    requests in between push that back; a request still arriving is never cut off."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from consentry.serving import http_options
+
+    async def scenario() -> None:
+        config = uvicorn.Config(
+            _hello, **http_options(), timeout_keep_alive=0.3, log_config=None, access_log=False
+        )
+        config.load()
+        proto = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+        wire = _Wire()
+        proto.connection_made(wire)
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        async def ask() -> None:
+            before = len(wire.sent)
+            proto.data_received(request)
+            for _ in range(100):
+                await asyncio.sleep(0.001)
+                if len(wire.sent) > before:
+                    break
+            assert wire.sent[-1].startswith(b"HTTP/1.1 200 ")
+
+        await ask()
+        await asyncio.sleep(0.2)
+        await ask()  # 0.2 s idle: still open; the clock starts again
+        await asyncio.sleep(0.2)
+        assert not wire.closing  # 0.4 s since the first answer, 0.2 since the last
+        await asyncio.sleep(0.2)
+        assert wire.closing  # 0.4 s since the last answer
+        assert wire.calls == ["close"]
+
+        wire2 = _Wire()
+        proto2 = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+        proto2.connection_made(wire2)
+        proto2.data_received(request)
+        await asyncio.sleep(0.01)
+        proto2.data_received(b"GET / HTTP/1.1\r\nHost:")  # a request half-way in
+        await asyncio.sleep(0.5)
+        assert not wire2.closing
+        proto2.data_received(b" x\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert len(wire2.sent) == 2 and not wire2.closing
+        await asyncio.sleep(0.45)
+        assert wire2.closing
+        proto2.connection_lost(None)
+        assert proto2._keepalive_timer is None
+
+    asyncio.run(scenario())

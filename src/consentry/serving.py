@@ -70,6 +70,55 @@ def http_options() -> dict[str, Any]:
             # Duck-typed: uvicorn's protocol only calls transport methods on it.
             super().connection_made(_Deferred(transport, self.loop))  # type: ignore[arg-type]
 
+        # The keep-alive timeout, without a timer per request. uvicorn cancels its timer
+        # when a request's data arrives and starts a new one (call_later) when the response
+        # is done: two timer operations per request, 2.4 µs of a bearer GET's ~80. Here a
+        # connection notes when it went idle, and one timer, started when it first goes
+        # idle, checks at its due time: idle for the whole timeout, it closes (uvicorn's
+        # handler); idle for less, the timer waits out the rest; busy, it stops, and the
+        # next response starts it again. The same rule: closed after timeout_keep_alive
+        # seconds without a request, never while one is being read or answered.
+        _idle_since: float | None = None
+        _keepalive_timer: Any = None
+
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_since = None  # busy: data of a request arrived
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, with the idle mark in place of the per-request timer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_since = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+                return
+            self._idle_since = self.loop.time()
+            if self._keepalive_timer is None:
+                self._keepalive_timer = self.loop.call_later(
+                    self.timeout_keep_alive, self._keepalive_due
+                )
+
+        def _keepalive_due(self) -> None:
+            self._keepalive_timer = None
+            idle_since = self._idle_since
+            if idle_since is None or self.transport.is_closing():
+                return
+            left = idle_since + self.timeout_keep_alive - self.loop.time()
+            if left > 0:
+                self._keepalive_timer = self.loop.call_later(left, self._keepalive_due)
+            else:
+                self.timeout_keep_alive_handler()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            timer = self._keepalive_timer
+            if timer is not None:
+                self._keepalive_timer = None
+                timer.cancel()
+
         def on_message_begin(self) -> None:
             self._in_head = True
             self._head_bytes = 0
