@@ -287,9 +287,12 @@ def test_a_large_body_is_not_held_to_the_end_of_the_turn() -> None:
     asyncio.run(scenario())
 
 
-def test_answers_to_requests_of_one_turn_are_sent_together(server: Server) -> None:
+def test_requests_arriving_together_on_two_connections_each_get_one_whole_answer(
+    server: Server,
+) -> None:
     """Two keep-alive connections whose requests arrive together: both answered, each in one
-    segment, through the real server (its transports are the deferred ones)."""
+    segment (head and body in the first recv), through the real server, whose transports
+    hold writes to the end of the loop's turn."""
     conns = [_connect(server), _connect(server)]
     try:
         for _ in range(10):
