@@ -3,10 +3,15 @@ held-back response head must still go out (HEAD, pipelining, 100-continue, close
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from urllib.parse import urlsplit
 
+import uvicorn
+from uvicorn.server import ServerState
+
+from consentry.serving import _Deferred, http_options
 from tests.conftest import Server
 
 
@@ -203,15 +208,16 @@ class _Recorder:
         self.calls.append("set_protocol")
 
 
+def _held() -> tuple[_Recorder, _Deferred]:
+    """A recording transport, and the deferring one over it on the running loop."""
+    t = _Recorder()
+    return t, _Deferred(t, asyncio.get_running_loop())
+
+
 def test_writes_of_one_turn_leave_together_at_its_end() -> None:
-    import asyncio
-
-    from consentry.serving import _Deferred
-
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        a, b = _Recorder(), _Recorder()
-        da, db = _Deferred(a, loop), _Deferred(b, loop)
+        a, da = _held()
+        b, db = _held()
         da.write(b"HTTP/1.1 200 OK\r\n\r\n")
         db.write(b"one")
         da.write(b"body")
@@ -229,35 +235,26 @@ def test_writes_of_one_turn_leave_together_at_its_end() -> None:
 
 
 def test_close_sends_what_is_held_and_abort_drops_it() -> None:
-    import asyncio
-
-    from consentry.serving import _Deferred
-
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        t = _Recorder()
-        d = _Deferred(t, loop)
+        t, d = _held()
         d.write(b"last answer")
         d.close()
         assert t.sent == [b"last answer"] and t.calls == ["close"]
         await asyncio.sleep(0)
         assert t.sent == [b"last answer"]  # the scheduled flush finds nothing more
 
-        t2 = _Recorder()
-        d2 = _Deferred(t2, loop)
+        t2, d2 = _held()
         d2.write(b"never")
         d2.abort()
         await asyncio.sleep(0)
         assert t2.sent == [] and t2.calls == ["abort"]
 
-        t3 = _Recorder()
-        d3 = _Deferred(t3, loop)
+        t3, d3 = _held()
         d3.write(b"before the switch")
         d3.set_protocol(object())  # any other transport call: what is held goes first
         assert t3.sent == [b"before the switch"] and t3.calls == ["set_protocol"]
 
-        t4 = _Recorder()
-        d4 = _Deferred(t4, loop)
+        t4, d4 = _held()
         d4.write(b"x")
         t4.closing = True  # the peer went away before the turn ended
         await asyncio.sleep(0)
@@ -267,14 +264,8 @@ def test_close_sends_what_is_held_and_abort_drops_it() -> None:
 
 
 def test_a_large_body_is_not_held_to_the_end_of_the_turn() -> None:
-    import asyncio
-
-    from consentry.serving import _Deferred
-
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        t = _Recorder()
-        d = _Deferred(t, loop)
+        t, d = _held()
         chunk = b"x" * 16384
         for _ in range(5):
             d.write(chunk)
@@ -328,12 +319,6 @@ async def _hello(scope: dict, receive: object, send: object) -> None:  # type: i
 def test_keep_alive_timeout_counts_from_the_last_response() -> None:
     """An idle connection is closed timeout_keep_alive seconds after its last response;
     requests in between push that back; a request still arriving is never cut off."""
-    import asyncio
-
-    import uvicorn
-    from uvicorn.server import ServerState
-
-    from consentry.serving import http_options
 
     async def scenario() -> None:
         config = uvicorn.Config(
