@@ -8,6 +8,8 @@ and every other job in the batch is committed and answered.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -363,5 +365,79 @@ def test_stopping_ends_a_wait_to_fill_at_once(db_url: str, monkeypatch: pytest.M
             assert await again.run_read(_all) == [7]
         finally:
             await again.dispose()
+
+    asyncio.run(main())
+
+
+def test_read_unchanged_keeps_a_read_until_any_connection_commits(
+    db_url: str, tmp_path: Path
+) -> None:
+    db = Database(_settings(db_url))
+    calls: list[str] = []
+
+    def counted(conn: Connection, label: str) -> list[int] | None:
+        calls.append(label)
+        rows = _all(conn)
+        return rows if label != "none" else None
+
+    async def main() -> None:
+        await db.run_write(_create)
+        await db.run_write(_insert, 1, False)
+        assert db.read_unchanged("a", counted, "a") == [1]
+        assert db.read_unchanged("a", counted, "a") == [1]  # kept
+        assert db.read_unchanged("b", counted, "b") == [1]  # another key: read
+        assert db.read_unchanged("none", counted, "none") is None
+        assert db.read_unchanged("none", counted, "none") is None  # None is not kept
+        assert calls == ["a", "b", "none", "none"]
+        await db.run_write(_insert, 2, False)  # this process's writer thread
+        assert db.read_unchanged("a", counted, "a") == [1, 2]
+        # A commit in another process.
+        code = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('INSERT INTO t (x) VALUES (3)'); c.commit()"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "db.sqlite3")], check=True, timeout=60
+        )
+        assert db.read_unchanged("a", counted, "a") == [1, 2, 3]
+        assert db.read_unchanged("a", counted, "a") == [1, 2, 3]
+        assert calls == ["a", "b", "none", "none", "a", "a"]
+        # A failed write commits nothing, and the read stays kept.
+        with pytest.raises(Boom):
+            await db.run_write(_insert, 4, True)
+        assert db.read_unchanged("a", counted, "a") == [1, 2, 3]
+        assert len(calls) == 6
+        # A new reader connection starts its own data_version: nothing kept survives it.
+        assert db._reader is not None
+        db._reader.close()
+        before = len(calls)
+        assert db.read_unchanged("a", counted, "a") == [1, 2, 3]
+        assert len(calls) == before + 1
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_read_unchanged_keeps_at_most_its_bound(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "UNCHANGED_MAX", 2)
+    db = Database(_settings(db_url))
+    calls: list[int] = []
+
+    def read(conn: Connection, n: int) -> int:
+        calls.append(n)
+        return n
+
+    async def main() -> None:
+        await db.run_write(_create)
+        for n in (1, 2, 1, 2):
+            assert db.read_unchanged(n, read, n) == n
+        assert calls == [1, 2]
+        assert db.read_unchanged(3, read, 3) == 3  # full: everything dropped, 3 kept
+        assert db.read_unchanged(1, read, 1) == 1
+        assert calls == [1, 2, 3, 1]
+        assert len(db._unchanged) <= 2
+        await db.dispose()
 
     asyncio.run(main())

@@ -12,6 +12,9 @@ import asyncio
 import base64
 import json
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -313,3 +316,68 @@ def test_lane_under_load_from_loop_callbacks(tmp_path: Path) -> None:
     finally:
         both.close()
     assert sorted(set(statuses)) in ([200], [200, 201], [201]), statuses
+
+
+def _fill(both: Both, scope: dict[str, Any]) -> None:
+    """Two fast-path calls: the second answered from the kept read (nothing committed)."""
+    for _ in range(2):
+        got = list_from_fields_fast(both.rt, dict(scope))
+        assert got is not None and got[0] == 200
+
+
+def test_a_revocation_is_seen_by_the_next_call_though_the_read_was_kept(both: Both) -> None:
+    token = both.token()
+    scope = both.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {token}".encode())])
+    _fill(both, scope)
+    form = [both.basic, (b"content-type", b"application/x-www-form-urlencoded")]
+    r = both.asgi(both.scope("POST", "/v3/token/revoke", form), f"token={token}".encode())
+    assert r[0] == 200, r
+    assert list_from_fields_fast(both.rt, dict(scope)) is None
+    assert both.lane(dict(scope))[0] == 401
+
+
+def test_a_deletion_by_another_process_is_seen_by_the_next_call(both: Both) -> None:
+    """The kept read is checked against SQLite's data_version, which any connection's
+    commit moves, in whatever process."""
+    token = both.token()
+    scope = both.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {token}".encode())])
+    _fill(both, scope)
+    path = both.rt.settings.database_url.split(":///", 1)[1]
+    code = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute('DELETE FROM access_tokens'); c.commit()"
+    )
+    subprocess.run([sys.executable, "-c", code, path], check=True, timeout=60)
+    assert list_from_fields_fast(both.rt, dict(scope)) is None
+    status, _, body = both.lane(dict(scope))
+    assert status == 401 and b"invalid" in body
+
+
+def test_a_new_from_field_shows_on_the_next_call(both: Both) -> None:
+    token = both.token()
+    auth = [(b"authorization", f"Bearer {token}".encode())]
+    scope = both.scope("GET", "/v3/from-fields", auth)
+    _fill(both, scope)
+    before = json.loads(both.lane(dict(scope))[2])
+    r = both.asgi(
+        both.scope("POST", "/v3/from-fields", [*auth, (b"content-type", b"application/json")]),
+        json.dumps({"email": "new@example.com", "name": "New"}).encode(),
+    )
+    assert r[0] in (200, 201), r
+    status, headers, body = _same(both, scope)
+    assert status == 200
+    assert len(json.loads(body)) == len(before) + 1
+    assert "new@example.com" in {i["email"] for i in json.loads(body)}
+
+
+def test_a_token_that_expired_since_its_read_was_kept_is_refused(
+    both: Both, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = both.token()
+    scope = both.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {token}".encode())])
+    _fill(both, scope)
+    later = time.time() + 10 * 365 * 86400
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert list_from_fields_fast(both.rt, dict(scope)) is None
+    status, _, body = both.lane(dict(scope))
+    assert status == 401 and b"expired" in body

@@ -24,6 +24,7 @@ from consentry.api.guard import (
     Caller,
     Joined,
     bearer_value,
+    check,
     prefetched,
     protected,
     quota_denied,
@@ -33,7 +34,7 @@ from consentry.http import JSON, Answer, dumps, json_headers, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.runtime import Runtime
-from consentry.store.hot import Prepared, access_token_select
+from consentry.store.hot import AccessToken, Prepared, access_token_select
 from consentry.store.models import access_tokens, from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -429,17 +430,18 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         token = bearer_value(header.decode("latin-1"))
     except ApiError:
         return None
-    _found, caller, pre = rt.db.read_now(
-        token_and_prefetch,
-        rt.keys.hash(token, ACCESS_KIND),
-        token,
-        None,
-        None,
-        int(time.time()),
-        "from-fields.read",
-        _read_first_page,
+    token_hash = rt.keys.hash(token, ACCESS_KIND)
+    now = int(time.time())
+    # The read and the page built from it, again only if nothing was committed since.
+    got = rt.db.read_unchanged(
+        (_COMMON_CALL, token_hash), _common_call, rt, token_hash, token, now
     )
-    if caller is None or pre is None or not pre[0]:
+    if got is None:
+        return None
+    found, page_headers, body = got
+    try:
+        caller = check(found, token, None, now)  # again: the token may have expired since
+    except ApiError:
         return None
     limiter = rt.limiter
     key = caller.account_id
@@ -452,12 +454,29 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         if not decision.allowed:
             denied = quota_denied(rt, decision, Request(scope))
             return denied.status_code, denied.raw_headers, bytes(denied.body)
-        items, headers = _page_answer(rt, pre[1])
-        body = dumps(items)
         # As the ordinary way's JSON response and the guard write them.
-        return 200, json_headers(len(body), headers) + decision.raw_headers(), body
+        return 200, page_headers + decision.raw_headers(), body
     finally:
         limiter.release(key)
+
+
+_COMMON_CALL = "from-fields: first page"
+
+
+def _common_call(
+    conn: Connection, rt: Runtime, token_hash: str, token: str, now: int
+) -> tuple[AccessToken, list[tuple[bytes, bytes]], bytes] | None:
+    """The common call's read (the token, and the first page if the token passes) and its
+    answer's body and page headers; None if the token does not pass (the ordinary way then
+    answers). The token's row is kept for the time checks of later calls."""
+    found, caller, pre = token_and_prefetch(
+        conn, token_hash, token, None, None, now, "from-fields.read", _read_first_page
+    )
+    if found is None or caller is None or pre is None or not pre[0]:
+        return None
+    items, headers = _page_answer(rt, pre[1])
+    body = dumps(items)
+    return found, json_headers(len(body), headers), body
 
 
 async def _owned(conn: Any, caller: Caller, public_id: str) -> Any:

@@ -35,7 +35,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -51,6 +51,8 @@ from consentry.store.pghot import HotPool, NotHot
 T = TypeVar("T")
 log = logging.getLogger("consentry.db")
 
+# Most values Database.read_unchanged keeps (a bearer GET's: a token row and a page).
+UNCHANGED_MAX = 4096
 # Most jobs one group commit carries; more wait for the next batch.
 MAX_BATCH = 256
 # Filling a batch under concurrency (see _Writer): from this many writes in flight, wait
@@ -120,6 +122,9 @@ class Database:
         self._direct = self.is_sqlite and path is not None
         self._sync_engine: Engine | None = None
         self._reader: Connection | None = None
+        # read_unchanged's values, and the reader connection and data_version they hold for.
+        self._unchanged: dict[Hashable, Any] = {}
+        self._unchanged_version: tuple[Any, int] | None = None
         self._writer: _Writer | None = None
         # PostgreSQL: the hot functions on raw asyncpg connections (store/pghot.py).
         self._hot: HotPool | None = None
@@ -180,6 +185,42 @@ class Database:
             return fn(conn, *args)
         finally:
             conn.rollback()  # a read: ends the snapshot (nothing to commit)
+
+    def read_unchanged(self, key: Hashable, fn: Callable[..., T | None], *args: Any) -> T | None:
+        """``read_now``, or the value the same read (same ``key``) gave earlier, if no
+        connection (this process's writer, another process, a CLI) has committed anything
+        to the database since: direct SQLite only.
+
+        SQLite's ``PRAGMA data_version`` on the reader connection changes whenever another
+        connection commits to the file, whatever process it is in (it is read from the
+        WAL's shared header, the same check that starts any read). It is read *before*
+        ``fn`` runs and kept with the value; a later read gets the value back only while
+        the version is still that one, so a value is never older than the database: a
+        revoked token or a deleted row is seen by the very next read, as without this.
+        What depends on time (a token's expiry) the caller checks on every call. ``fn``'s
+        None is not kept; the values are shared, so they must not be changed. At most
+        ``UNCHANGED_MAX`` values are kept (then they are dropped all at once)."""
+        conn = self._reader
+        if conn is None or conn.closed:
+            assert self._sync_engine is not None
+            conn = self._reader = self._sync_engine.connect()
+        raw = conn.connection.dbapi_connection
+        cache = self._unchanged
+        version = (raw, raw.execute("PRAGMA data_version").fetchone()[0])  # type: ignore[union-attr]
+        if version != self._unchanged_version:
+            # A commit somewhere, or a new reader connection (whose counter starts anew).
+            cache.clear()
+            self._unchanged_version = version
+        else:
+            got = cache.get(key)
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+        value = self.read_now(fn, *args)
+        if value is not None:
+            if len(cache) >= UNCHANGED_MAX:
+                cache.clear()
+            cache[key] = value
+        return value
 
     async def run_single_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``, a write that PostgreSQL gets as ONE statement.
@@ -257,6 +298,8 @@ class Database:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._unchanged.clear()
+        self._unchanged_version = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         if self._hot is not None:
