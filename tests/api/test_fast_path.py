@@ -381,3 +381,17 @@ def test_a_token_that_expired_since_its_read_was_kept_is_refused(
     assert list_from_fields_fast(both.rt, dict(scope)) is None
     status, _, body = both.lane(dict(scope))
     assert status == 401 and b"expired" in body
+
+
+def test_a_page_longer_than_the_kept_bound_goes_the_ordinary_way(
+    both: Both, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consentry.api import resources
+
+    monkeypatch.setattr(resources, "_KEPT_BODY_MAX", 10)
+    token = both.token()
+    scope = both.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {token}".encode())])
+    assert list_from_fields_fast(both.rt, dict(scope)) is None
+    assert not both.rt.db._unchanged  # nothing kept
+    status, _, body = _same(both, scope)
+    assert status == 200 and len(body) > 10

@@ -461,6 +461,10 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
 
 
 _COMMON_CALL = "from-fields: first page"
+# The largest body the common call keeps (Database.read_unchanged keeps at most
+# UNCHANGED_MAX values: this bounds their memory, 16 MiB at 1,024). Most accounts' first
+# page is well under it: a from-field is ~300 bytes of JSON.
+_KEPT_BODY_MAX = 16 * 1024
 
 
 def _common_call(
@@ -468,7 +472,8 @@ def _common_call(
 ) -> tuple[AccessToken, list[tuple[bytes, bytes]], bytes] | None:
     """The common call's read (the token, and the first page if the token passes) and its
     answer's body and page headers; None if the token does not pass (the ordinary way then
-    answers). The token's row is kept for the time checks of later calls."""
+    answers) or if the page is longer than ``_KEPT_BODY_MAX``. The token's row is kept for
+    the time checks of later calls."""
     found, caller, pre = token_and_prefetch(
         conn, token_hash, token, None, None, now, "from-fields.read", _read_first_page
     )
@@ -476,6 +481,8 @@ def _common_call(
         return None
     items, headers = _page_answer(rt, pre[1])
     body = dumps(items)
+    if len(body) > _KEPT_BODY_MAX:
+        return None  # a long page: the ordinary way answers it, and nothing is kept
     return found, json_headers(len(body), headers), body
 
 

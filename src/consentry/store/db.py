@@ -52,7 +52,7 @@ T = TypeVar("T")
 log = logging.getLogger("consentry.db")
 
 # Most values Database.read_unchanged keeps (a bearer GET's: a token row and a page).
-UNCHANGED_MAX = 4096
+UNCHANGED_MAX = 1024
 # Most jobs one group commit carries; more wait for the next batch.
 MAX_BATCH = 256
 # Filling a batch under concurrency (see _Writer): from this many writes in flight, wait
