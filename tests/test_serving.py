@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
 from consentry.serving import _Deferred, http_options
@@ -365,3 +368,67 @@ def test_keep_alive_timeout_counts_from_the_last_response() -> None:
         assert proto2._keepalive_timer is None
 
     asyncio.run(scenario())
+
+
+class _OneHeader:
+    """An app whose lane answers ``GET /h`` with the header under test (and two plain ones)."""
+
+    header = (b"x", b"y")
+
+    def lane_route(self, method: str, path: str) -> object:
+        return "route" if path == "/h" else None
+
+    def lane(self, route: object, scope: dict, body: bytes, reply: Any) -> None:  # type: ignore[type-arg]
+        reply(200, [(b"Content-Type", b"text/plain"), self.header, (b"x-b", b"1")], b"ok")
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        raise AssertionError("the lane answers")
+
+
+_NAMES = st.one_of(
+    st.sampled_from([b"x-a", b"X-Mixed", b"bad name", b"a\r\nb", b"a:b", b"caf\xc3\xa9", b"t\tab"]),
+    st.binary(min_size=1, max_size=6),
+)
+_VALUES = st.one_of(
+    st.sampled_from([b"v", b"a\tb", b"a\r\nx-evil: 1", b"\x7f", b"\xff\xfe", b""]),
+    st.binary(max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=_NAMES, value=_VALUES)
+def test_a_lane_header_is_refused_exactly_when_uvicorn_would(name: bytes, value: bytes) -> None:
+    """The lane checks response headers with byte tables built from uvicorn's two regexes;
+    a header uvicorn would refuse becomes a 500 (no response splitting), any other is
+    written as uvicorn writes it (name in lower case)."""
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
+
+    app = _OneHeader()
+    app.header = (name, value)
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(
+            app, **http_options(), log_config=None, access_log=False, proxy_headers=False
+        )
+        config.load()
+        proto = config.http_protocol_class(
+            config=config, server_state=ServerState(), app_state={}, _loop=loop
+        )
+        wire = _Wire()
+        proto.connection_made(wire)
+        proto.data_received(b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n")
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    (sent,) = wire.sent
+    names = b"Content-Type" + name + b"x-b"
+    refused = HEADER_RE.search(names) or HEADER_VALUE_RE.search(b"text/plain" + value + b"1")
+    if refused:
+        assert sent.startswith(b"HTTP/1.1 500 "), sent
+        assert b"x-b" not in sent
+    else:
+        assert sent.startswith(b"HTTP/1.1 200 "), sent
+        head = sent.split(b"\r\n\r\n", 1)[0]
+        assert b"\r\n" + name.lower() + b": " + value + b"\r\n" in head + b"\r\n"
+        assert b"\r\ncontent-type: text/plain\r\n" in head
+        assert sent.endswith(b"\r\n\r\nok")

@@ -51,6 +51,9 @@ def http_options() -> dict[str, Any]:
     except ImportError:  # no httptools: h11 enforces the same limit itself
         return {"http": "h11", "h11_max_incomplete_event_size": MAX_REQUEST_HEAD}
 
+    name_ok = bytes(b for b in range(256) if not HEADER_RE.match(bytes([b])))
+    value_ok = bytes(b for b in range(256) if not HEADER_VALUE_RE.match(bytes([b])))
+
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Refuses a request head over ``MAX_REQUEST_HEAD`` bytes with 431 and hangs up;
         writes each response's head together with its body; answers fast-lane requests
@@ -216,28 +219,32 @@ def http_options() -> dict[str, Any]:
             """Write one fast-lane response (head and body in one write); the status sent."""
             if cycle.response_complete:
                 return status
-            names = b"".join(name for name, _ in headers)
-            values = b"".join(value for _, value in headers)
-            if HEADER_RE.search(names) or HEADER_VALUE_RE.search(values):
+            names, values = _split(headers)
+            joined = b"".join(names)
+            # uvicorn's two header regexes, as byte tables: what is left after deleting the
+            # allowed bytes is what the regex would have found (tests/test_serving.py).
+            if joined.translate(None, name_ok) or b"".join(values).translate(None, value_ok):
                 # As uvicorn refuses such a header (response splitting): a 500 instead.
                 self.logger.error("Invalid HTTP header in a response to %s", self.scope["path"])
                 status, headers, body = 500, list(_SERVER_ERROR), b"Internal Server Error"
+                names, values = _split(headers)
+                joined = b"".join(names)
             cycle.response_complete = True
             if cycle.disconnected:
                 return status
             keep_alive = cycle.keep_alive
-            content = [STATUS_LINE[status]]
-            for name, value in self.server_state.default_headers:
-                content += (name, b": ", value, b"\r\n")
-            has_length = has_close = False
-            for name, value in headers:
-                name = name.lower()
-                if name == b"content-length":
-                    has_length = True
-                elif name == b"connection" and b"close" in value.lower():
-                    keep_alive = False
-                    has_close = True
-                content += (name, b": ", value, b"\r\n")
+            if not joined.islower():  # uvicorn writes the names in lower case
+                names = tuple([name.lower() for name in names])
+            has_close = False
+            if b"connection" in names:
+                for name, value in zip(names, values, strict=True):
+                    if name == b"connection" and b"close" in value.lower():
+                        keep_alive = False
+                        has_close = True
+            content = [STATUS_LINE[status], _default_block(self.server_state.default_headers)]
+            if names:
+                content += (b"\r\n".join(map(b": ".join, zip(names, values, strict=True))), b"\r\n")
+            has_length = b"content-length" in names
             if status in (204, 304):
                 body = b""
             elif not has_length:
@@ -263,6 +270,28 @@ def http_options() -> dict[str, Any]:
                     self.transport.close()
 
     return {"http": BoundedHttpToolsProtocol}
+
+
+def _split(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """Header names and values, as two tuples."""
+    if not headers:
+        return (), ()
+    names, values = zip(*headers, strict=True)
+    return names, values
+
+
+# uvicorn's default headers (the date, configured ones) as one block, made again only when
+# uvicorn replaces its list (once a second, for the date).
+_defaults: list[Any] = [None, b""]
+
+
+def _default_block(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    if default_headers is not _defaults[0]:
+        block = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
+        _defaults[:] = [default_headers, block]
+    return _defaults[1]  # type: ignore[no-any-return]
 
 
 class _NoEvent:
