@@ -441,3 +441,64 @@ def test_read_unchanged_keeps_at_most_its_bound(
         await db.dispose()
 
     asyncio.run(main())
+
+
+def _insert_blob(conn: Connection, x: int) -> int:
+    conn.exec_driver_sql("INSERT INTO t (x, note) VALUES (?, ?)", (x, "n" * 2000))
+    return x
+
+
+def test_the_writer_checkpoints_the_wal_itself(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed pages reach the database file through the writer's own checkpoints (SQLite's
+    automatic one only starts at WRITER_AUTOCHECKPOINT pages, far above this test's)."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(db_module, "CHECKPOINT_JOBS", 20)
+    db = Database(_settings(db_url))
+    path = tmp_path / "db.sqlite3"
+
+    async def main() -> None:
+        await db.run_write(_create)
+        before = path.stat().st_size
+        for x in range(200):  # ~400 KB of rows, one commit each
+            await db.run_write(_insert_blob, x)
+        writer = _writer(db)
+        assert writer.checkpoints >= 5
+        assert path.stat().st_size > before + 300_000  # the pages are in the file itself
+        assert await db.run_read(_all) == list(range(200))
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_batch_is_answered_before_the_writer_checkpoints(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint runs after the batch's answers were handed to the event loop: a write
+    completes while the checkpoint that follows it is still running."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(db_module, "CHECKPOINT_JOBS", 1)
+    in_checkpoint = threading.Event()
+    release = threading.Event()
+    real = db_module._Writer._checkpoint
+
+    def slow_checkpoint(self: Any, raw: Any) -> None:
+        in_checkpoint.set()
+        release.wait(30)
+        real(self, raw)
+
+    monkeypatch.setattr(db_module._Writer, "_checkpoint", slow_checkpoint)
+    db = Database(_settings(db_url))
+
+    async def main() -> None:
+        try:
+            await asyncio.wait_for(db.run_write(_create), 5)  # answered, checkpoint held
+            assert in_checkpoint.is_set() or await asyncio.to_thread(in_checkpoint.wait, 5)
+        finally:
+            release.set()
+        assert await asyncio.wait_for(db.run_write(_insert, 1, False), 5) == 1
+        assert _writer(db).checkpoints >= 1
+        await db.dispose()
+
+    asyncio.run(main())
