@@ -181,13 +181,18 @@ class Database:
         """SQLite on a file: reads on the calling thread, writes through the writer thread."""
         return self._direct
 
-    def read_now(self, fn: Callable[..., T], *args: Any) -> T:
-        """``run_read`` without waiting, for direct SQLite only (``direct``): the same
-        connection on this thread, the same transaction rules."""
+    def _reader_conn(self) -> Connection:
+        """The direct reads' connection on this thread, opened again if it was closed."""
         conn = self._reader
         if conn is None or conn.closed:
             assert self._sync_engine is not None
             conn = self._reader = self._sync_engine.connect()
+        return conn
+
+    def read_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run_read`` without waiting, for direct SQLite only (``direct``): the same
+        connection on this thread, the same transaction rules."""
+        conn = self._reader_conn()
         try:
             return fn(conn, *args)
         finally:
@@ -207,11 +212,7 @@ class Database:
         What depends on time (a token's expiry) the caller checks on every call. ``fn``'s
         None is not kept; the values are shared, so they must not be changed. At most
         ``UNCHANGED_MAX`` values are kept (then they are dropped all at once)."""
-        conn = self._reader
-        if conn is None or conn.closed:
-            assert self._sync_engine is not None
-            conn = self._reader = self._sync_engine.connect()
-        raw = conn.connection.dbapi_connection
+        raw = self._reader_conn().connection.dbapi_connection
         cache = self._unchanged
         version = (raw, raw.execute("PRAGMA data_version").fetchone()[0])  # type: ignore[union-attr]
         if version != self._unchanged_version:
@@ -474,7 +475,6 @@ class _Writer:
                     return
         finally:
             conn.close()
-
 
     def _checkpoint(self, raw: Any) -> None:
         """Copy the WAL's committed pages back into the database file (PASSIVE: it never
