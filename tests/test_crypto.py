@@ -1,9 +1,13 @@
-"""Keyed hashes: the precomputed-pad HMAC is exactly HMAC-SHA256 (stored hashes stay valid)."""
+"""Keyed hashes: the precomputed-pad HMAC is exactly HMAC-SHA256 (stored hashes stay valid);
+access and refresh tokens and their located hashes."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import threading
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,3 +37,78 @@ def test_kinds_and_keys_separate_hashes() -> None:
     assert k.hash("v", "code") != Keyring("b" * 64).hash("v", "code")
     # repeated calls do not disturb the precomputed states
     assert k.hash("v", "code") == k.hash("v", "code") == reference("a" * 64, "v", "code")
+
+
+# --- access and refresh tokens: located hashes ----------------------------------------------
+
+
+def test_new_tokens_have_the_seeds_format_and_hash_both_ways() -> None:
+    k = Keyring("a" * 64)
+    tokens = {k.new_token() for _ in range(2000)}
+    assert len(tokens) == 2000
+    for t in tokens:
+        assert len(t) == 40 and t == t.lower() and int(t, 16) >= 0
+        stored, legacy = k.token_hashes(t, "access_token")
+        assert len(stored) == 64 and int(stored, 16) >= 0
+        # the legacy form is the plain HMAC; the stored one ends with its first 192 bits
+        assert legacy == k.hash(t, "access_token") == reference("a" * 64, t, "access_token")
+        assert stored[16:] == legacy[:48]
+        assert stored == k.token_hash(t, "access_token")
+        assert stored != k.token_hash(t, "refresh_token")
+
+
+def test_stored_hashes_follow_the_order_tokens_were_issued_in() -> None:
+    """The point of the format: consecutive tokens sit next to each other in the index."""
+    k = Keyring("a" * 64)
+    stored = []
+    for _ in range(5):
+        stored.append(k.token_hash(k.new_token(), "refresh_token"))
+        time.sleep(0.003)
+    prefixes = [s[:8] for s in stored]  # milliseconds (mod 2^32), big-endian hex
+    assert prefixes == sorted(prefixes) and len(set(prefixes)) == 5
+    # a random 40-hex value (not made by new_token) hashes deterministically but unordered
+    r = secrets.token_hex(20)
+    assert k.token_hashes(r, "access_token") == k.token_hashes(r, "access_token")
+
+
+def test_the_stored_hash_depends_on_the_secret_key() -> None:
+    a, b = Keyring("a" * 64), Keyring("b" * 64)
+    t = a.new_token()
+    assert a.token_hash(t, "access_token")[:16] != b.token_hash(t, "access_token")[:16]
+    assert a.token_hash(t, "access_token")[16:] != b.token_hash(t, "access_token")[16:]
+
+
+@given(value=st.text(max_size=80) | st.from_regex(r"[0-9a-fA-F ]{40}", fullmatch=True))
+def test_any_presented_value_hashes_without_error_or_side_effect(value: str) -> None:
+    """Odd values (not hex, spaces that ``bytes.fromhex`` skips, upper case, other lengths)
+    give a hash that matches nothing issued, and leave the cipher contexts as they were."""
+    k = _KEYS
+    stored, legacy = k.token_hashes(value, "access_token")
+    assert len(stored) == len(legacy) == 64
+    assert legacy == k.hash(value, "access_token")
+    assert k.token_hash(_TOKEN, "access_token") == _TOKEN_HASH
+    assert k.new_token() != _TOKEN
+
+
+_KEYS = Keyring("c" * 64)
+_TOKEN = _KEYS.new_token()
+_TOKEN_HASH = _KEYS.token_hash(_TOKEN, "access_token")
+
+
+def test_each_thread_has_its_own_cipher_contexts() -> None:
+    k = Keyring("d" * 64)
+    t = k.new_token()
+    want = k.token_hash(t, "refresh_token")
+    seen: list[str] = []
+
+    def work() -> None:
+        for _ in range(2000):
+            k.new_token()
+            seen.append(k.token_hash(t, "refresh_token"))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert set(seen) == {want} and len(seen) == 8000

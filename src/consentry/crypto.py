@@ -3,6 +3,16 @@
 Tokens, codes and client secrets are high-entropy random values, so a keyed SHA-256
 (HMAC) is as strong as a slow password hash for them and costs microseconds (STYLE.md).
 People's passwords are different: argon2id, in :mod:`consentry.web.passwords`.
+
+Access and refresh tokens are made so that the database can store them in issue order
+(``Keyring.new_token``): a random token's hash lands on a random page of its table's index,
+and each such page is a separate write to the WAL and again to the database file — about
+half the disk work of a token request. Each token is AES (a keyed permutation of 128-bit
+blocks) of a block that starts with the time in milliseconds, plus 32 more random bits:
+to anyone without the key it is 160 uniformly random bits (the SPEC's entropy, RFC 6749
+§10.10's 2^-160 for a guess), and 128 of its bits are random even to the key's holder.
+The stored hash starts with 16 hex of the decrypted block (the time and 32 random bits,
+never enough to rebuild the token) and goes on with the token's HMAC.
 """
 
 from __future__ import annotations
@@ -11,8 +21,15 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
 
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# A stored token hash: 16 hex of the token's decrypted block (where the index puts it), then
+# the first 48 hex (192 bits) of its HMAC. 64 characters, as the full HMAC was.
+_LOCATOR_HEX = 16
 
 
 def new_token() -> str:
@@ -40,6 +57,43 @@ class Keyring:
         block = self._hash_key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        locate_key = hmac.new(root, b"consentry/locate/v1", hashlib.sha256).digest()[:16]
+        # ECB on one 16-byte block is AES itself, the keyed permutation: nothing chains.
+        self._locate = Cipher(algorithms.AES(locate_key), modes.ECB())  # noqa: S305
+        self._contexts = threading.local()
+
+    def _ecb(self) -> tuple[CipherContext, CipherContext]:
+        # One (encryptor, decryptor) per thread: ECB on whole blocks keeps no state between
+        # calls, so a context is reused (0.1 µs against 1.9 µs for a new one) but never shared.
+        pair: tuple[CipherContext, CipherContext] | None = getattr(self._contexts, "pair", None)
+        if pair is None:
+            pair = self._contexts.pair = (self._locate.encryptor(), self._locate.decryptor())
+        return pair
+
+    def new_token(self) -> str:
+        """A new access or refresh token: 40 hex characters (the seed's format), stored near
+        the tokens issued around the same millisecond (see the module's docstring)."""
+        r = os.urandom(16)
+        block = (time.time_ns() // 1_000_000 & 0xFFFFFFFF).to_bytes(4, "big") + r[:12]
+        return (self._ecb()[0].update(block) + r[12:]).hex()
+
+    def token_hash(self, value: str, kind: str) -> str:
+        """The stored key of an access or refresh token (what ``new_token`` made)."""
+        return self.token_hashes(value, kind)[0]
+
+    def token_hashes(self, value: str, kind: str) -> tuple[str, str]:
+        """(the stored key, the key of a token stored before keys were located): a presented
+        token may be either, and both are looked up in one statement."""
+        digest = self.hash(value, kind)
+        if len(value) != 40:
+            return digest, digest  # not a token we issued: found by neither
+        try:
+            raw = bytes.fromhex(value[:32])
+        except ValueError:
+            return digest, digest
+        if len(raw) != 16:  # fromhex skips spaces; a partial block would stay in the context
+            return digest, digest
+        return self._ecb()[1].update(raw)[: _LOCATOR_HEX // 2].hex() + digest[:48], digest
 
     def hash(self, value: str, kind: str) -> str:
         """The stored lookup key of a secret value; ``kind`` separates token kinds."""

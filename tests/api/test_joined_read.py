@@ -97,7 +97,8 @@ def test_one_statement_and_two_give_the_same_answers(db_url: str) -> None:
                 assert pages == (str(-(-have // 100)) if have else "0")
                 # The joined statement itself, on either database: the guard's result and
                 # the page built from it equal the two-statement read's.
-                args = (rt.keys.hash(token, ACCESS_KIND), token, None, None, int(time.time()))
+                hashes = rt.keys.token_hashes(token, ACCESS_KIND)
+                args = (hashes, token, None, None, int(time.time()))
                 two = await rt.db.run_read(
                     token_and_prefetch, *args, "from-fields.read", _read_first_page
                 )

@@ -16,7 +16,14 @@ from consentry.oauth.errors import QUOTA, ApiError, invalid_token, missing_token
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.oauth.scopes import require
 from consentry.runtime import Runtime
-from consentry.store.hot import AccessToken, Prepared, access_token, access_token_from_row
+from consentry.store.hot import (
+    AccessToken,
+    Prepared,
+    TokenHashes,
+    access_token,
+    access_token_from_row,
+    hash_params,
+)
 
 MAX_TOKEN_LENGTH = 512
 
@@ -81,7 +88,7 @@ def check(found: AccessToken | None, token: str, x_domain: str | None, now: int)
 
 async def authenticate(rt: Runtime, request: Request) -> Caller:
     token = bearer_token(request)
-    found = await rt.db.run_read(access_token, rt.keys.hash(token, ACCESS_KIND))
+    found = await rt.db.run_read(access_token, rt.keys.token_hashes(token, ACCESS_KIND))
     return check(found, token, request.headers.get("x-domain"), int(time.time()))
 
 
@@ -95,7 +102,8 @@ PREFETCHED = "consentry.prefetched"
 
 class Joined(NamedTuple):
     """A handler's read joined to the token check: ONE statement instead of two (on
-    PostgreSQL one round trip instead of two). ``stmt`` takes ``p_hash``; its rows begin with
+    PostgreSQL one round trip instead of two). ``stmt`` takes ``hash_params("p_hash",
+    hashes)``; its rows begin with
     ``hot.access_token_select()``'s columns (no row: no such token), and ``finish(rows)``
     gives what the prefetch would have read for the token's caller. The read runs whether or
     not the token passes; its rows are dropped unless it does."""
@@ -106,7 +114,7 @@ class Joined(NamedTuple):
 
 def token_and_prefetch(
     conn: Connection,
-    token_hash: str,
+    hashes: TokenHashes,
     token: str,
     x_domain: str | None,
     request: Any,
@@ -120,10 +128,10 @@ def token_and_prefetch(
     statement read with the token: (True, value) or (False, ApiError)."""
     rows: list[Any] = []
     if joined is not None:
-        rows = joined.stmt.all(conn, {"p_hash": token_hash})
+        rows = joined.stmt.all(conn, hash_params("p_hash", hashes))
         found = access_token_from_row(rows[0]) if rows else None
     else:
-        found = access_token(conn, token_hash)
+        found = access_token(conn, hashes)
     try:
         caller = check(found, token, x_domain, now)
     except ApiError:
@@ -200,7 +208,7 @@ def protected(
                 x_domain = request.headers.get("x-domain")
                 found, passed, pre = await rt.db.run_read(
                     token_and_prefetch,
-                    rt.keys.hash(token, ACCESS_KIND),
+                    rt.keys.token_hashes(token, ACCESS_KIND),
                     token,
                     x_domain,
                     request,

@@ -34,7 +34,7 @@ from consentry.http import JSON, Answer, dumps, json_headers, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.runtime import Runtime
-from consentry.store.hot import AccessToken, Prepared, access_token_select
+from consentry.store.hot import AccessToken, Prepared, TokenHashes, access_token_select
 from consentry.store.models import access_tokens, from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -430,12 +430,10 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         token = bearer_value(header.decode("latin-1"))
     except ApiError:
         return None
-    token_hash = rt.keys.hash(token, ACCESS_KIND)
+    hashes = rt.keys.token_hashes(token, ACCESS_KIND)
     now = int(time.time())
     # The read and the page built from it, again only if nothing was committed since.
-    got = rt.db.read_unchanged(
-        (_COMMON_CALL, token_hash), _common_call, rt, token_hash, token, now
-    )
+    got = rt.db.read_unchanged((_COMMON_CALL, hashes[0]), _common_call, rt, hashes, token, now)
     if got is None:
         return None
     found, page_headers, body = got
@@ -468,14 +466,14 @@ _KEPT_BODY_MAX = 16 * 1024
 
 
 def _common_call(
-    conn: Connection, rt: Runtime, token_hash: str, token: str, now: int
+    conn: Connection, rt: Runtime, hashes: TokenHashes, token: str, now: int
 ) -> tuple[AccessToken, list[tuple[bytes, bytes]], bytes] | None:
     """The common call's read (the token, and the first page if the token passes) and its
     answer's body and page headers; None if the token does not pass (the ordinary way then
     answers) or if the page is longer than ``_KEPT_BODY_MAX``. The token's row is kept for
     the time checks of later calls."""
     found, caller, pre = token_and_prefetch(
-        conn, token_hash, token, None, None, now, "from-fields.read", _read_first_page
+        conn, hashes, token, None, None, now, "from-fields.read", _read_first_page
     )
     if found is None or caller is None or pre is None or not pre[0]:
         return None

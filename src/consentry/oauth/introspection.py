@@ -31,7 +31,11 @@ async def introspection_endpoint(request: Request) -> Response:
     if token is not None and kinds[0] == "access":
         # RFC 7662 §2.1 client authentication and the access-token lookup: one statement.
         client, at = await authenticate_client_with(
-            rt, request, params, hot.client_and_access_token, rt.keys.hash(token, ACCESS_KIND)
+            rt,
+            request,
+            params,
+            hot.client_and_access_token,
+            rt.keys.token_hashes(token, ACCESS_KIND),
         )
     else:
         client = await authenticate_client(rt, request, params)  # RFC 7662 §2.1
@@ -44,8 +48,8 @@ async def introspection_endpoint(request: Request) -> Response:
         found = await rt.db.run_read(
             _lookup,
             kinds if at is _NOT_READ else kinds[1:],
-            rt.keys.hash(token, ACCESS_KIND),
-            rt.keys.hash(token, REFRESH_KIND),
+            rt.keys.token_hashes(token, ACCESS_KIND),
+            rt.keys.token_hashes(token, REFRESH_KIND),
             now,
             rt.settings.issuer,
         )
@@ -62,26 +66,26 @@ async def introspection_endpoint(request: Request) -> Response:
 def _lookup(
     conn: Connection,
     kinds: tuple[str, ...],
-    access_hash: str,
-    refresh_hash: str,
+    access_hashes: hot.TokenHashes,
+    refresh_hashes: hot.TokenHashes,
     now: int,
     issuer: str,
 ) -> tuple[int, dict[str, Any]] | None:
     """The read job: (owning client pk, response) of the first kind the token is, or None."""
     for kind in kinds:
         if kind == "access":
-            found = _access(conn, access_hash, now, issuer)
+            found = _access(conn, access_hashes, now, issuer)
         else:
-            found = _refresh(conn, refresh_hash, now, issuer)
+            found = _refresh(conn, refresh_hashes, now, issuer)
         if found is not None:
             return found
     return None
 
 
 def _access(
-    conn: Connection, token_hash: str, now: int, issuer: str
+    conn: Connection, hashes: hot.TokenHashes, now: int, issuer: str
 ) -> tuple[int, dict[str, Any]] | None:
-    at = hot.access_token(conn, token_hash)
+    at = hot.access_token(conn, hashes)
     return None if at is None else _access_answer(at, now, issuer)
 
 
@@ -100,9 +104,9 @@ def _access_answer(at: hot.AccessToken, now: int, issuer: str) -> tuple[int, dic
 
 
 def _refresh(
-    conn: Connection, token_hash: str, now: int, issuer: str
+    conn: Connection, hashes: hot.TokenHashes, now: int, issuer: str
 ) -> tuple[int, dict[str, Any]] | None:
-    row = hot.refresh_token_by_hash(conn, token_hash)
+    row = hot.refresh_token_by_hash(conn, hashes)
     if row is None:
         return None
     dead = row.grant_revoked_at is not None or row.spent_at is not None

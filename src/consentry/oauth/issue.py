@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from consentry.crypto import new_token
+from consentry.crypto import Keyring
 from consentry.oauth.errors import oauth_error
 from consentry.store import hot
 
@@ -71,5 +71,5 @@ def insert_pair(
         )
 
 
-def new_pair() -> tuple[str, str]:
-    return new_token(), new_token()
+def new_pair(keys: Keyring) -> tuple[str, str]:
+    return keys.new_token(), keys.new_token()

@@ -29,8 +29,8 @@ async def revocation_endpoint(request: Request) -> Response:
         request,
         params,
         hot.client_and_token_owners,
-        rt.keys.hash(token, ACCESS_KIND),
-        rt.keys.hash(token, REFRESH_KIND),
+        rt.keys.token_hashes(token, ACCESS_KIND),
+        rt.keys.token_hashes(token, REFRESH_KIND),
     )
     hint = params.get("token_type_hint")  # RFC 7009 §2.1: a hint only; unknown ones ignored
     now = int(time.time())

@@ -9,6 +9,11 @@ is a compiled-cache hit.
 Spending is always one conditional statement (``UPDATE ... WHERE spent_at IS NULL ...
 RETURNING``): of many concurrent spenders of one code or refresh token, the database lets
 exactly one see a row. Everything is keyed by the value's keyed hash; no plaintext here.
+
+An access or refresh token is looked up by both forms of its hash (``TokenHashes``, from
+``Keyring.token_hashes``): the located one every token issued now is stored under, and the
+plain HMAC of tokens stored before (so an upgrade keeps them working). Both probe the same
+unique index in one statement; at most one can match.
 """
 
 from __future__ import annotations
@@ -43,6 +48,20 @@ from consentry.store.models import (
     users,
 )
 from consentry.store.pghot import HotConnection
+
+# (the stored hash, the hash a token issued before located hashes was stored under)
+TokenHashes = tuple[str, str]
+
+
+def _hash_is(column: Any, name: str) -> Any:
+    """``column`` holds either hash of the presented token: parameters ``name`` and
+    ``name + "_legacy"`` (see ``TokenHashes``)."""
+    return column.in_([bindparam(name, type_=String), bindparam(name + "_legacy", type_=String)])
+
+
+def hash_params(name: str, hashes: TokenHashes) -> dict[str, str]:
+    return {name: hashes[0], name + "_legacy": hashes[1]}
+
 
 # --- prepared statements -----------------------------------------------------------------------
 
@@ -340,7 +359,7 @@ _CLIENT_AND_REFRESH = _client_plus(
     .outerjoin(
         refresh_tokens,
         and_(
-            refresh_tokens.c.token_hash == bindparam("p_hash"),
+            _hash_is(refresh_tokens.c.token_hash, "p_hash"),
             refresh_tokens.c.client_pk == clients.c.id,
         ),
     )
@@ -350,13 +369,13 @@ _CLIENT_AND_REFRESH = _client_plus(
 
 
 def client_and_refresh_token(
-    conn: Connection, client_id: str, token_hash: str
+    conn: Connection, client_id: str, hashes: TokenHashes
 ) -> tuple[Client | None, RefreshRow | None]:
     """The client, and the refresh token with this hash if it was issued to that client:
     its row, its grant's ``revoked_at``, and its successor's id and ``spent_at`` (the
     grace-window retry needs them). One statement."""
     return _client_and_row(
-        conn, _CLIENT_AND_REFRESH, client_id, {"p_hash": token_hash}, RefreshRow._make
+        conn, _CLIENT_AND_REFRESH, client_id, hash_params("p_hash", hashes), RefreshRow._make
     )
 
 
@@ -496,10 +515,11 @@ def insert_refresh_token(
     )
 
 
-# A refresh token this request may spend: this client's, unspent, unexpired. The SQLite
-# spend and PostgreSQL's one-statement rotation both start from these.
+# A refresh token this request may spend: the row its read found (by hash and client), still
+# this client's, unspent, unexpired. The SQLite spend and PostgreSQL's one-statement rotation
+# both start from these.
 _REFRESH_SPENDABLE = (
-    refresh_tokens.c.token_hash == bindparam("p_hash"),
+    refresh_tokens.c.id == bindparam("p_spent", type_=Integer),
     refresh_tokens.c.client_pk == bindparam("p_client"),
     refresh_tokens.c.spent_at.is_(None),
     refresh_tokens.c.expires_at > bindparam("p_now"),
@@ -525,7 +545,7 @@ _SPEND_REFRESH = Prepared(
 
 def spend_refresh_token(
     conn: Connection,
-    token_hash: str,
+    token_id: int,
     client_pk: int,
     now: int,
     *,
@@ -536,7 +556,7 @@ def spend_refresh_token(
     return _SPEND_REFRESH.first(
         conn,
         {
-            "p_hash": token_hash,
+            "p_spent": token_id,
             "p_client": client_pk,
             "p_now": now,
             "p_blob": retry_blob,
@@ -620,7 +640,7 @@ def _mint_after(spend: Any) -> Prepared:
 _REDEEM_CODE_PG = _mint_after(
     update(codes)
     .where(
-        codes.c.code_hash == bindparam("p_hash"),
+        codes.c.code_hash == bindparam("p_spent", type_=String),
         codes.c.client_pk == bindparam("p_client"),
         codes.c.spent_at.is_(None),
         _grant_is_live(codes.c.grant_id),
@@ -642,7 +662,7 @@ _ROTATE_REFRESH_PG = _mint_after(
 
 
 def _mint_params(
-    spent_hash: str,
+    spent: str | int,
     client_pk: int,
     user_id: int,
     grant_id: int,
@@ -654,7 +674,7 @@ def _mint_params(
     refresh_expires_at: int,
 ) -> dict[str, Any]:
     return {
-        "p_hash": spent_hash,
+        "p_spent": spent,
         "p_client": client_pk,
         "p_user": user_id,
         "p_grant": grant_id,
@@ -678,8 +698,9 @@ def redeem_code_in_one_statement(conn: Connection, *args: Any) -> tuple[bool, bo
 def rotate_refresh_in_one_statement(
     conn: Connection, *args: Any, retry_blob: bytes | None
 ) -> tuple[bool, bool]:
-    """PostgreSQL: spend the refresh token (recording its successor and the sealed retry
-    pair), touch the grant, insert the new pair; (spent, minted)."""
+    """PostgreSQL: spend the refresh token (its row's id, as its read found it; recording its
+    successor and the sealed retry pair), touch the grant, insert the new pair; (spent,
+    minted)."""
     r = _ROTATE_REFRESH_PG.first(conn, {**_mint_params(*args), "p_blob": retry_blob})
     return bool(r[0]), bool(r[1])
 
@@ -687,13 +708,13 @@ def rotate_refresh_in_one_statement(
 _REFRESH_BY_HASH = Prepared(
     select(refresh_tokens, grants.c.revoked_at.label("grant_revoked_at"))
     .join(grants, grants.c.id == refresh_tokens.c.grant_id)
-    .where(refresh_tokens.c.token_hash == bindparam("p_hash"))
+    .where(_hash_is(refresh_tokens.c.token_hash, "p_hash"))
 )
 
 
-def refresh_token_by_hash(conn: Connection, token_hash: str) -> Any:
+def refresh_token_by_hash(conn: Connection, hashes: TokenHashes) -> Any:
     """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
-    return _REFRESH_BY_HASH.first(conn, {"p_hash": token_hash})
+    return _REFRESH_BY_HASH.first(conn, hash_params("p_hash", hashes))
 
 
 _REFRESH_NAMES = Prepared(
@@ -750,19 +771,20 @@ _ACCESS_TOKEN = Prepared(
     .join(clients, clients.c.id == access_tokens.c.client_pk)
     .join(users, users.c.id == access_tokens.c.user_id)
     .outerjoin(grants, grants.c.id == access_tokens.c.grant_id)
-    .where(access_tokens.c.token_hash == bindparam("p_hash"))
+    .where(_hash_is(access_tokens.c.token_hash, "p_hash"))
 )
 
 
-def access_token(conn: Connection, token_hash: str) -> AccessToken | None:
+def access_token(conn: Connection, hashes: TokenHashes) -> AccessToken | None:
     """One statement: the token, its owner, its client and whether its grant still lives."""
-    r = _ACCESS_TOKEN.first(conn, {"p_hash": token_hash})
+    r = _ACCESS_TOKEN.first(conn, hash_params("p_hash", hashes))
     return None if r is None else access_token_from_row(r)
 
 
 def access_token_select() -> Any:
-    """``access_token``'s statement (parameter ``p_hash``), to build a larger one whose rows
-    begin with the token's columns: read those with :func:`access_token_from_row`."""
+    """``access_token``'s statement (parameters ``hash_params("p_hash", hashes)``), to build
+    a larger one whose rows begin with the token's columns: read those with
+    :func:`access_token_from_row`."""
     return _ACCESS_TOKEN.stmt
 
 
@@ -771,7 +793,7 @@ _tok_user = users.alias("token_user")
 _CLIENT_AND_ACCESS = _client_plus(
     _access_token_columns(_tok_client, _tok_user),
     clients.join(users, users.c.id == clients.c.owner_id)
-    .outerjoin(access_tokens, access_tokens.c.token_hash == bindparam("p_hash"))
+    .outerjoin(access_tokens, _hash_is(access_tokens.c.token_hash, "p_hash"))
     .outerjoin(_tok_client, _tok_client.c.id == access_tokens.c.client_pk)
     .outerjoin(_tok_user, _tok_user.c.id == access_tokens.c.user_id)
     .outerjoin(grants, grants.c.id == access_tokens.c.grant_id),
@@ -779,12 +801,12 @@ _CLIENT_AND_ACCESS = _client_plus(
 
 
 def client_and_access_token(
-    conn: Connection, client_id: str, token_hash: str
+    conn: Connection, client_id: str, hashes: TokenHashes
 ) -> tuple[Client | None, AccessToken | None]:
     """The client, and ``access_token(token_hash)`` whichever client holds it: one statement
     (introspection; the endpoint decides who may learn about the token)."""
     return _client_and_row(
-        conn, _CLIENT_AND_ACCESS, client_id, {"p_hash": token_hash}, access_token_from_row
+        conn, _CLIENT_AND_ACCESS, client_id, hash_params("p_hash", hashes), access_token_from_row
     )
 
 
@@ -796,13 +818,13 @@ _refresh_as = refresh_tokens.alias("presented_refresh")
 _CLIENT_AND_OWNERS = _client_plus(
     (_access_as.c.id, _access_as.c.client_pk, _refresh_as.c.grant_id, _refresh_as.c.client_pk),
     clients.join(users, users.c.id == clients.c.owner_id)
-    .outerjoin(_access_as, _access_as.c.token_hash == bindparam("p_access_hash"))
-    .outerjoin(_refresh_as, _refresh_as.c.token_hash == bindparam("p_refresh_hash")),
+    .outerjoin(_access_as, _hash_is(_access_as.c.token_hash, "p_access_hash"))
+    .outerjoin(_refresh_as, _hash_is(_refresh_as.c.token_hash, "p_refresh_hash")),
 )
 
 
 def client_and_token_owners(
-    conn: Connection, client_id: str, access_hash: str, refresh_hash: str
+    conn: Connection, client_id: str, access_hashes: TokenHashes, refresh_hashes: TokenHashes
 ) -> tuple[Client | None, TokenOwners]:
     """The client, and which client holds the presented value as an access token (its id)
     and as a refresh token (its grant): one statement (revocation)."""
@@ -810,7 +832,11 @@ def client_and_token_owners(
         return None, TokenOwners(None, None, None, None)
     r = _CLIENT_AND_OWNERS.first(
         conn,
-        {"p_client_id": client_id, "p_access_hash": access_hash, "p_refresh_hash": refresh_hash},
+        {
+            "p_client_id": client_id,
+            **hash_params("p_access_hash", access_hashes),
+            **hash_params("p_refresh_hash", refresh_hashes),
+        },
     )
     if r is None:
         return None, TokenOwners(None, None, None, None)

@@ -70,7 +70,7 @@ async def exchange(
     if row.grant_revoked_at is not None:
         raise oauth_error("invalid_grant", "the authorization was revoked")
 
-    access, refresh = new_pair()
+    access, refresh = new_pair(rt.keys)
     ttl = rt.settings.access_token_ttl
     # One write: the conditional spend (of concurrent exchanges exactly one wins), the grant
     # touch and the pair; on PostgreSQL one statement in autocommit.
@@ -82,9 +82,9 @@ async def exchange(
         int(row.grant_id),
         row.scope,
         now,
-        rt.keys.hash(access, ACCESS_KIND),
+        rt.keys.token_hash(access, ACCESS_KIND),
         now + ttl,
-        rt.keys.hash(refresh, REFRESH_KIND),
+        rt.keys.token_hash(refresh, REFRESH_KIND),
         now + rt.settings.refresh_token_ttl,
     )
     if outcome is _MINTED:

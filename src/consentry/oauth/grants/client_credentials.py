@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from consentry.crypto import new_token
 from consentry.oauth.issue import ACCESS_KIND, insert_pair, token_body
 from consentry.oauth.params import Params
 from consentry.oauth.scopes import parse_scope
@@ -17,12 +16,12 @@ async def issue(rt: Runtime, client: Client, params: Params, _found: Any = None)
     scope = parse_scope(params.get("scope"))
     now = int(time.time())
     ttl = rt.settings.client_credentials_ttl
-    access = new_token()
+    access = rt.keys.new_token()
     # One INSERT, committed before we answer: on PostgreSQL in autocommit (one round trip), on
     # SQLite with whatever else is in the same group commit.
     await rt.db.run_single_write(
         insert_pair,
-        rt.keys.hash(access, ACCESS_KIND),
+        rt.keys.token_hash(access, ACCESS_KIND),
         None,  # RFC 6749 §4.4.3: a refresh token SHOULD NOT be included
         client.id,
         client.owner_id,

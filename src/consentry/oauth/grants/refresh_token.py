@@ -31,7 +31,7 @@ def lookup(rt: Runtime, params: Params) -> tuple[Any, tuple[Any, ...]] | None:
     presented = params.get("refresh_token")
     if presented is None:
         return None
-    return hot.client_and_refresh_token, (rt.keys.hash(presented, REFRESH_KIND),)
+    return hot.client_and_refresh_token, (rt.keys.token_hashes(presented, REFRESH_KIND),)
 
 
 async def refresh(
@@ -43,7 +43,6 @@ async def refresh(
     if presented is None:
         raise oauth_error("invalid_request", "missing parameter: refresh_token")
     requested_scope = parse_scope(params.get("scope"))
-    token_hash = rt.keys.hash(presented, REFRESH_KIND)
     now = int(time.time())
     if row is not None and row.spent_at is None and row.expires_at > now:
         # Spendable when read. The checks run before anything is written: a request that
@@ -51,8 +50,7 @@ async def refresh(
         scope = narrow(row.scope, requested_scope)
         if row.grant_revoked_at is not None:
             raise oauth_error("invalid_grant", "the authorization was revoked")
-        return await _rotate_or_not(rt, client, presented, token_hash, row, scope,
-                                    requested_scope, now)
+        return await _rotate_or_not(rt, client, presented, row, scope, requested_scope, now)
     return await _not_spendable(rt, presented, row, now)
 
 
@@ -60,14 +58,13 @@ async def _rotate_or_not(
     rt: Runtime,
     client: Client,
     presented: str,
-    token_hash: str,
     row: hot.RefreshRow,
     scope: str | None,
     requested_scope: str | None,
     now: int,
 ) -> dict[str, Any]:
     ttl = rt.settings.access_token_ttl
-    access, new_refresh = new_pair()
+    access, new_refresh = new_pair(rt.keys)
     sealed = None
     if rt.settings.refresh_grace > 0:
         sealed = rt.keys.seal_retry(
@@ -85,15 +82,15 @@ async def _rotate_or_not(
     # grant touch and the new pair; on PostgreSQL one statement in autocommit.
     outcome = await rt.db.run_single_write(
         _rotate,
-        token_hash,
+        int(row.id),
         client.id,
         int(row.user_id),
         int(row.grant_id),
         scope,
         now,
-        rt.keys.hash(access, ACCESS_KIND),
+        rt.keys.token_hash(access, ACCESS_KIND),
         now + ttl,
-        rt.keys.hash(new_refresh, REFRESH_KIND),
+        rt.keys.token_hash(new_refresh, REFRESH_KIND),
         now + rt.settings.refresh_token_ttl,
         sealed,
     )
@@ -108,7 +105,11 @@ async def _rotate_or_not(
     # first: on PostgreSQL the failed conditional UPDATE may hold the token's row lock until
     # its transaction ends, and revoking (which locks the grant) while holding it could
     # deadlock with another request.
-    _, seen = await rt.db.run_read(hot.client_and_refresh_token, client.client_id, token_hash)
+    _, seen = await rt.db.run_read(
+        hot.client_and_refresh_token,
+        client.client_id,
+        rt.keys.token_hashes(presented, REFRESH_KIND),
+    )
     if (
         seen is not None
         and seen.spent_at is None
@@ -150,7 +151,7 @@ _REVOKED: Any = object()  # spent, but the grant was revoked meanwhile: nothing 
 
 def _rotate(
     conn: Connection,
-    token_hash: str,
+    token_id: int,
     client_pk: int,
     user_id: int,
     grant_id: int,
@@ -162,10 +163,12 @@ def _rotate(
     refresh_expires_at: int,
     retry_blob: bytes | None,
 ) -> Any:
-    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``."""
+    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``. ``token_id``: the
+    row the read found for the presented token (by its hash and this client); the spend's
+    conditions are checked again on that row."""
     if conn.dialect.name == "postgresql":
         spent, minted = hot.rotate_refresh_in_one_statement(
-            conn, token_hash, client_pk, user_id, grant_id, scope, now,
+            conn, token_id, client_pk, user_id, grant_id, scope, now,
             access_hash, access_expires_at, successor_hash, refresh_expires_at,
             retry_blob=retry_blob,
         )
@@ -173,7 +176,7 @@ def _rotate(
     # SQLite: the statements one by one in the writer's transaction; insert_pair raises
     # if the grant was revoked, which rolls the spend back with the rest.
     row = hot.spend_refresh_token(
-        conn, token_hash, client_pk, now, retry_blob=retry_blob, successor_hash=successor_hash
+        conn, token_id, client_pk, now, retry_blob=retry_blob, successor_hash=successor_hash
     )
     if row is None:
         return _LOST

@@ -1,0 +1,187 @@
+"""Access and refresh tokens are stored under located hashes (``Keyring.token_hash``); tokens
+stored before, under the plain HMAC, keep working everywhere a token is presented.
+
+The legacy rows are made the way an upgrade finds them: a pair is issued, then its rows'
+hashes are rewritten to the plain HMAC of the same tokens (what the previous release
+stored). Runs on SQLite and on PostgreSQL (``db_url``), in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+
+from bench.appdata import Seeded, new_code, seed
+from consentry.app import create_app
+from consentry.config import Settings
+from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND
+from consentry.store.migrate import upgrade
+from consentry.store.models import access_tokens, refresh_tokens
+
+
+async def _pair(http: httpx.AsyncClient, rt: Any, s: Seeded) -> dict[str, Any]:
+    r = await http.post(
+        "/v3/token",
+        auth=(s.client_id, s.secret),
+        data={"grant_type": "authorization_code", "code": await new_code(rt, s)},
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def _stored(rt: Any, table: Any) -> set[str]:
+    async with rt.db.read() as conn:
+        return {str(h) for h in (await conn.execute(select(table.c.token_hash))).scalars()}
+
+
+async def _make_legacy(rt: Any, pair: dict[str, Any]) -> None:
+    """Store the pair as the release before located hashes did: the plain HMAC."""
+    async with rt.db.write() as conn:
+        for table, value, kind in (
+            (access_tokens, pair["access_token"], ACCESS_KIND),
+            (refresh_tokens, pair["refresh_token"], REFRESH_KIND),
+        ):
+            stored, legacy = rt.keys.token_hashes(value, kind)
+            done = await conn.execute(
+                update(table).where(table.c.token_hash == stored).values(token_hash=legacy)
+            )
+            assert done.rowcount == 1
+
+
+def _app(db_url: str) -> Any:
+    settings = Settings.from_env(
+        {"CONSENTRY_RATE_LIMIT_PER_SECOND": "100000"},
+        database_url=db_url,
+        secret_key=secrets.token_hex(32),
+        purge_interval=0,
+    ).resolved()
+    upgrade(settings)
+    return create_app(settings)
+
+
+def test_tokens_are_stored_under_located_hashes_and_legacy_rows_still_work(db_url: str) -> None:
+    async def go() -> None:
+        app = _app(db_url)
+        rt = app.state.rt
+        s = await seed(rt)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            new = await _pair(http, rt, s)
+            assert new["access_token"] != new["refresh_token"]
+            for v in (new["access_token"], new["refresh_token"]):
+                assert len(v) == 40 and int(v, 16) >= 0 and v == v.lower()
+            # stored under the located hash, never the plain HMAC (or the value itself)
+            assert rt.keys.token_hash(new["access_token"], ACCESS_KIND) in await _stored(
+                rt, access_tokens
+            )
+            assert rt.keys.token_hash(new["refresh_token"], REFRESH_KIND) in await _stored(
+                rt, refresh_tokens
+            )
+
+            old = await _pair(http, rt, s)
+            await _make_legacy(rt, old)
+            legacy_access = rt.keys.hash(old["access_token"], ACCESS_KIND)
+            assert legacy_access in await _stored(rt, access_tokens)
+
+            # the bearer check (twice: the second may be the kept read) and introspection
+            for _ in range(2):
+                r = await http.get(
+                    "/v3/from-fields", headers={"Authorization": f"Bearer {old['access_token']}"}
+                )
+                assert r.status_code == 200, r.text
+            r = await http.get(
+                "/v3/accounts", headers={"Authorization": f"Bearer {old['access_token']}"}
+            )
+            assert r.status_code == 200, r.text
+            for token, kind in ((old["access_token"], "Bearer"), (old["refresh_token"], None)):
+                r = await http.post(
+                    "/v3/token/introspect", auth=(s.client_id, s.secret), data={"token": token}
+                )
+                body = r.json()
+                assert body["active"] is True, body
+                if kind:
+                    assert body["token_type"] == kind
+
+            # refresh with the legacy refresh token: rotated into located hashes
+            r = await http.post(
+                "/v3/token",
+                auth=(s.client_id, s.secret),
+                data={"grant_type": "refresh_token", "refresh_token": old["refresh_token"]},
+            )
+            assert r.status_code == 200, r.text
+            rotated = r.json()
+            assert rt.keys.token_hash(rotated["refresh_token"], REFRESH_KIND) in await _stored(
+                rt, refresh_tokens
+            )
+            r = await http.get(
+                "/v3/from-fields", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+            )
+            assert r.status_code == 200, r.text
+
+            # revoking a legacy access token (RFC 7009) ends it
+            other = await _pair(http, rt, s)
+            await _make_legacy(rt, other)
+            r = await http.post(
+                "/v3/token/revoke",
+                auth=(s.client_id, s.secret),
+                data={"token": other["access_token"]},
+            )
+            assert r.status_code == 200
+            r = await http.get(
+                "/v3/from-fields", headers={"Authorization": f"Bearer {other['access_token']}"}
+            )
+            assert r.status_code == 401
+            # ... and revoking a legacy refresh token ends its grant
+            r = await http.post(
+                "/v3/token/revoke",
+                auth=(s.client_id, s.secret),
+                data={"token": other["refresh_token"], "token_type_hint": "refresh_token"},
+            )
+            assert r.status_code == 200
+            r = await http.post(
+                "/v3/token",
+                auth=(s.client_id, s.secret),
+                data={"grant_type": "refresh_token", "refresh_token": other["refresh_token"]},
+            )
+            assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+            # a legacy refresh token spent once, presented again after the grace window's
+            # successor was used: reuse, and the grant is revoked (RFC 9700 §4.14.2)
+            third = await _pair(http, rt, s)
+            await _make_legacy(rt, third)
+            form = {"grant_type": "refresh_token", "refresh_token": third["refresh_token"]}
+            first = await http.post("/v3/token", auth=(s.client_id, s.secret), data=form)
+            assert first.status_code == 200
+            nxt = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+            assert (await http.post("/v3/token", auth=(s.client_id, s.secret), data=nxt)).is_success
+            again = await http.post("/v3/token", auth=(s.client_id, s.secret), data=form)
+            assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+            # values that are not our tokens: unknown, never an error of the server
+            for bad in (
+                secrets.token_hex(20),
+                secrets.token_hex(20).upper(),
+                "ab cd" + secrets.token_hex(17)[:35],
+                "zz" + secrets.token_hex(19),
+                new["access_token"][:39],
+            ):
+                r = await http.get("/v3/from-fields", headers={"Authorization": f"Bearer {bad}"})
+                assert r.status_code == 401, (bad, r.text)
+                r = await http.post(
+                    "/v3/token",
+                    auth=(s.client_id, s.secret),
+                    data={"grant_type": "refresh_token", "refresh_token": bad},
+                )
+                assert r.status_code == 400 and r.json()["error"] == "invalid_grant", bad
+            # and the tokens issued before them still work (the cipher state is untouched)
+            r = await http.get(
+                "/v3/from-fields", headers={"Authorization": f"Bearer {new['access_token']}"}
+            )
+            assert r.status_code == 200
+        await rt.db.dispose()
+
+    asyncio.run(go())
