@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -182,6 +183,83 @@ def test_tokens_are_stored_under_located_hashes_and_legacy_rows_still_work(db_ur
                 "/v3/from-fields", headers={"Authorization": f"Bearer {new['access_token']}"}
             )
             assert r.status_code == 200
+        await rt.db.dispose()
+
+    asyncio.run(go())
+
+
+def test_a_spend_takes_only_the_row_its_read_found(db_url: str) -> None:
+    """The token endpoint spends the row its read found by id, and by hash: if that id now
+    holds another code or token (the row purged and SQLite's rowid given to a new one), the
+    spend finds nothing and the other row stays unspent."""
+    from consentry.oauth.grants import authorization_code, refresh_token
+    from consentry.oauth.issue import CODE_KIND
+    from consentry.store import hot
+    from consentry.store.models import codes
+
+    async def go() -> None:
+        app = _app(db_url)
+        rt = app.state.rt
+        s = await seed(rt)
+        now = int(time.time())
+        keys = rt.keys
+        pair = (keys.new_token(), keys.new_token())
+        minted = (keys.token_hash(pair[0], ACCESS_KIND), now + 60)
+        minted += (keys.token_hash(pair[1], REFRESH_KIND), now + 60)
+
+        code_hash = keys.hash(await new_code(rt, s), CODE_KIND)
+        _, code = await rt.db.run_read(hot.client_and_code, s.client_id, code_hash)
+        other = keys.hash(await new_code(rt, s), CODE_KIND)
+        async with rt.db.write() as conn:  # the id now holds another code of this client
+            await conn.execute(
+                update(codes)
+                .where(codes.c.code_hash == other)
+                .values(code_hash=other[:60] + "gone")
+            )
+            await conn.execute(update(codes).where(codes.c.id == code.id).values(code_hash=other))
+        outcome = await rt.db.run_single_write(
+            authorization_code._redeem,
+            int(code.id),
+            code_hash,
+            s.client_pk,
+            s.user,
+            int(code.grant_id),
+            None,
+            now,
+            *minted,
+        )
+        assert outcome is authorization_code._LOST
+        _, still = await rt.db.run_read(hot.client_and_code, s.client_id, other)
+        assert still is not None and still.spent_at is None
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            issued = await _pair(http, rt, s)
+            second = await _pair(http, rt, s)
+        hashes = keys.token_hashes(issued["refresh_token"], REFRESH_KIND)
+        _, token = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, hashes)
+        theirs = keys.token_hash(second["refresh_token"], REFRESH_KIND)
+        async with rt.db.write() as conn:
+            t = refresh_tokens
+            await conn.execute(
+                update(t).where(t.c.token_hash == theirs).values(token_hash=theirs[:60] + "gone")
+            )
+            await conn.execute(update(t).where(t.c.id == token.id).values(token_hash=theirs))
+        outcome = await rt.db.run_single_write(
+            refresh_token._rotate,
+            int(token.id),
+            hashes,
+            s.client_pk,
+            s.user,
+            int(token.grant_id),
+            None,
+            now,
+            *minted,
+            None,
+        )
+        assert outcome is refresh_token._LOST
+        _, still = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, (theirs, theirs))
+        assert still is not None and still.spent_at is None
         await rt.db.dispose()
 
     asyncio.run(go())

@@ -425,24 +425,34 @@ def revoke_grants(conn: Connection, grant_ids: Sequence[int], now: int) -> None:
 
 # --- codes -----------------------------------------------------------------------------------
 
+# The code row its read found (SQLite finds it by rowid; the hash makes sure it is still that
+# code even if the row was purged and its id given to a new one), still this client's and
+# unspent.
+_CODE_SPENDABLE = (
+    codes.c.id == bindparam("p_spent", type_=Integer),
+    codes.c.code_hash == bindparam("p_hash", type_=String),
+    codes.c.client_pk == bindparam("p_client"),
+    codes.c.spent_at.is_(None),
+)
+
 _SPEND_CODE = Prepared(
     update(codes)
     .where(
-        codes.c.code_hash == bindparam("p_hash"),
-        codes.c.client_pk == bindparam("p_client"),
-        codes.c.spent_at.is_(None),
+        *_CODE_SPENDABLE,
     )
     .values(spent_at=bindparam("p_now"))
-    .returning(*codes.c)
+    .returning(codes.c.id)
 )
 
 
-def spend_code(conn: Connection, code_hash: str, client_pk: int, now: int) -> Any:
-    """Spend a code of this client: the one winner of any race gets its row, others None.
+def spend_code(conn: Connection, code_id: int, code_hash: str, client_pk: int, now: int) -> Any:
+    """Spend a code of this client: the one winner of any race gets a row, others None.
 
     Bound to the client in the WHERE clause so another client holding a stolen code cannot
     even burn it (RFC 6749 §4.1.3)."""
-    return _SPEND_CODE.first(conn, {"p_hash": code_hash, "p_client": client_pk, "p_now": now})
+    return _SPEND_CODE.first(
+        conn, {"p_spent": code_id, "p_hash": code_hash, "p_client": client_pk, "p_now": now}
+    )
 
 
 # --- access and refresh tokens -----------------------------------------------------------------
@@ -515,11 +525,13 @@ def insert_refresh_token(
     )
 
 
-# A refresh token this request may spend: the row its read found (by hash and client), still
-# this client's, unspent, unexpired. The SQLite spend and PostgreSQL's one-statement rotation
-# both start from these.
+# A refresh token this request may spend: the row its read found (SQLite finds it by rowid;
+# the hash makes sure it is still that token even if the row was purged and its id given to
+# a new one), still this client's, unspent, unexpired. The SQLite spend and PostgreSQL's
+# one-statement rotation both start from these.
 _REFRESH_SPENDABLE = (
     refresh_tokens.c.id == bindparam("p_spent", type_=Integer),
+    _hash_is(refresh_tokens.c.token_hash, "p_hash"),
     refresh_tokens.c.client_pk == bindparam("p_client"),
     refresh_tokens.c.spent_at.is_(None),
     refresh_tokens.c.expires_at > bindparam("p_now"),
@@ -546,6 +558,7 @@ _SPEND_REFRESH = Prepared(
 def spend_refresh_token(
     conn: Connection,
     token_id: int,
+    hashes: TokenHashes,
     client_pk: int,
     now: int,
     *,
@@ -557,6 +570,7 @@ def spend_refresh_token(
         conn,
         {
             "p_spent": token_id,
+            **hash_params("p_hash", hashes),
             "p_client": client_pk,
             "p_now": now,
             "p_blob": retry_blob,
@@ -639,12 +653,7 @@ def _mint_after(spend: Any) -> Prepared:
 
 _REDEEM_CODE_PG = _mint_after(
     update(codes)
-    .where(
-        codes.c.code_hash == bindparam("p_spent", type_=String),
-        codes.c.client_pk == bindparam("p_client"),
-        codes.c.spent_at.is_(None),
-        _grant_is_live(codes.c.grant_id),
-    )
+    .where(*_CODE_SPENDABLE, _grant_is_live(codes.c.grant_id))
     .values(spent_at=bindparam("p_now"))
     .returning(codes.c.id)
 )
@@ -662,7 +671,7 @@ _ROTATE_REFRESH_PG = _mint_after(
 
 
 def _mint_params(
-    spent: str | int,
+    spent: int,
     client_pk: int,
     user_id: int,
     grant_id: int,
@@ -687,21 +696,25 @@ def _mint_params(
     }
 
 
-def redeem_code_in_one_statement(conn: Connection, *args: Any) -> tuple[bool, bool]:
+def redeem_code_in_one_statement(
+    conn: Connection, *args: Any, code_hash: str
+) -> tuple[bool, bool]:
     """PostgreSQL: spend the code, touch the grant, insert the pair; (spent, minted).
 
-    Arguments as ``_mint_params``: the code's hash, then the pair's owner and values."""
-    r = _REDEEM_CODE_PG.first(conn, _mint_params(*args))
+    Arguments as ``_mint_params``: the code's row id (as its read found it), then the pair's
+    owner and values."""
+    r = _REDEEM_CODE_PG.first(conn, {**_mint_params(*args), "p_hash": code_hash})
     return bool(r[0]), bool(r[1])
 
 
 def rotate_refresh_in_one_statement(
-    conn: Connection, *args: Any, retry_blob: bytes | None
+    conn: Connection, *args: Any, hashes: TokenHashes, retry_blob: bytes | None
 ) -> tuple[bool, bool]:
     """PostgreSQL: spend the refresh token (its row's id, as its read found it; recording its
     successor and the sealed retry pair), touch the grant, insert the new pair; (spent,
     minted)."""
-    r = _ROTATE_REFRESH_PG.first(conn, {**_mint_params(*args), "p_blob": retry_blob})
+    params = {**_mint_params(*args), **hash_params("p_hash", hashes), "p_blob": retry_blob}
+    r = _ROTATE_REFRESH_PG.first(conn, params)
     return bool(r[0]), bool(r[1])
 
 

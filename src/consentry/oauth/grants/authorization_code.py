@@ -76,6 +76,7 @@ async def exchange(
     # touch and the pair; on PostgreSQL one statement in autocommit.
     outcome = await rt.db.run_single_write(
         _redeem,
+        int(row.id),
         code_hash,
         client.id,
         int(row.user_id),
@@ -145,6 +146,7 @@ _REVOKED: Any = object()  # spent, but the grant was revoked meanwhile: nothing 
 
 def _redeem(
     conn: Connection,
+    code_id: int,
     code_hash: str,
     client_pk: int,
     user_id: int,
@@ -156,16 +158,19 @@ def _redeem(
     refresh_hash: str,
     refresh_expires_at: int,
 ) -> Any:
-    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``."""
+    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``. ``code_id``: the
+    row the read found for the presented code (by its hash and this client), ``code_hash``
+    its hash; the spend's conditions are checked again on that row."""
     if conn.dialect.name == "postgresql":
         spent, minted = hot.redeem_code_in_one_statement(
-            conn, code_hash, client_pk, user_id, grant_id, scope, now,
+            conn, code_id, client_pk, user_id, grant_id, scope, now,
             access_hash, access_expires_at, refresh_hash, refresh_expires_at,
+            code_hash=code_hash,
         )
         return _MINTED if minted else _REVOKED if spent else _LOST
     # SQLite: the statements one by one in the writer's transaction; insert_pair raises
     # if the grant was revoked, which rolls the spend back with the rest.
-    if hot.spend_code(conn, code_hash, client_pk, now) is None:
+    if hot.spend_code(conn, code_id, code_hash, client_pk, now) is None:
         return _LOST
     insert_pair(
         conn, access_hash, refresh_hash, client_pk, user_id, grant_id, scope,

@@ -64,6 +64,7 @@ async def _rotate_or_not(
     now: int,
 ) -> dict[str, Any]:
     ttl = rt.settings.access_token_ttl
+    hashes = rt.keys.token_hashes(presented, REFRESH_KIND)
     access, new_refresh = new_pair(rt.keys)
     sealed = None
     if rt.settings.refresh_grace > 0:
@@ -83,6 +84,7 @@ async def _rotate_or_not(
     outcome = await rt.db.run_single_write(
         _rotate,
         int(row.id),
+        hashes,
         client.id,
         int(row.user_id),
         int(row.grant_id),
@@ -105,11 +107,7 @@ async def _rotate_or_not(
     # first: on PostgreSQL the failed conditional UPDATE may hold the token's row lock until
     # its transaction ends, and revoking (which locks the grant) while holding it could
     # deadlock with another request.
-    _, seen = await rt.db.run_read(
-        hot.client_and_refresh_token,
-        client.client_id,
-        rt.keys.token_hashes(presented, REFRESH_KIND),
-    )
+    _, seen = await rt.db.run_read(hot.client_and_refresh_token, client.client_id, hashes)
     if (
         seen is not None
         and seen.spent_at is None
@@ -152,6 +150,7 @@ _REVOKED: Any = object()  # spent, but the grant was revoked meanwhile: nothing 
 def _rotate(
     conn: Connection,
     token_id: int,
+    hashes: hot.TokenHashes,
     client_pk: int,
     user_id: int,
     grant_id: int,
@@ -164,19 +163,20 @@ def _rotate(
     retry_blob: bytes | None,
 ) -> Any:
     """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``. ``token_id``: the
-    row the read found for the presented token (by its hash and this client); the spend's
-    conditions are checked again on that row."""
+    row the read found for the presented token (by its hash and this client), ``hashes``
+    the token's; the spend's conditions are checked again on that row."""
     if conn.dialect.name == "postgresql":
         spent, minted = hot.rotate_refresh_in_one_statement(
             conn, token_id, client_pk, user_id, grant_id, scope, now,
             access_hash, access_expires_at, successor_hash, refresh_expires_at,
-            retry_blob=retry_blob,
+            hashes=hashes, retry_blob=retry_blob,
         )
         return _MINTED if minted else _REVOKED if spent else _LOST
     # SQLite: the statements one by one in the writer's transaction; insert_pair raises
     # if the grant was revoked, which rolls the spend back with the rest.
     row = hot.spend_refresh_token(
-        conn, token_id, client_pk, now, retry_blob=retry_blob, successor_hash=successor_hash
+        conn, token_id, hashes, client_pk, now, retry_blob=retry_blob,
+        successor_hash=successor_hash,
     )
     if row is None:
         return _LOST
