@@ -1,5 +1,6 @@
-"""What the in-process tools (``bench.sqlcount``, ``bench.inprocess``) put in a fresh
-database before they measure: a developer, a user, a confidential client, and codes."""
+"""What the in-process tools (``bench.sqlcount``, ``bench.inprocess``, and tests that drive
+the app in process) start from: the app on a fresh, migrated database, and in it a developer,
+a user, a confidential client, and codes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,24 @@ from dataclasses import dataclass
 from typing import Any
 
 REDIRECT_URI = "https://app.example/cb"
+
+
+def fresh_app(database_url: str, env: dict[str, str] | None = None, **settings: Any) -> Any:
+    """consentry's ASGI app on ``database_url`` after migrating it, with a throwaway secret
+    key and no purge task (``env``: CONSENTRY_* variables; ``settings``: more overrides)."""
+    from consentry.app import create_app
+    from consentry.config import Settings
+    from consentry.store.migrate import upgrade
+
+    resolved = Settings.from_env(
+        env or {},
+        database_url=database_url,
+        secret_key=secrets.token_hex(32),
+        purge_interval=0,
+        **settings,
+    ).resolved()
+    upgrade(resolved)
+    return create_app(resolved)
 
 
 @dataclass(frozen=True)

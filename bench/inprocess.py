@@ -27,7 +27,6 @@ import base64
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.appdata import new_code, seed
+from bench.appdata import fresh_app, new_code, seed
 
 OPS = ("client_credentials", "introspection", "bearer_get", "authorize", "refresh_token")
 Scope = dict[str, Any]
@@ -114,10 +113,7 @@ def server_caller(app: Any, connections: int = 32) -> Any:
 
 
 async def drive(op: str, n: int, database_url: str, server: bool = False) -> float:
-    from consentry.app import create_app
-    from consentry.config import Settings
     from consentry.store import tokens
-    from consentry.store.migrate import upgrade
     from consentry.web import session as sessions
 
     env = {
@@ -128,12 +124,7 @@ async def drive(op: str, n: int, database_url: str, server: bool = False) -> flo
     }
     # Anything else from the environment (CONSENTRY_DB_POOL_SIZE, ...), for experiments.
     env |= {k: v for k, v in os.environ.items() if k.startswith("CONSENTRY_") and k not in env}
-    settings = Settings.from_env(
-        env, database_url=database_url, secret_key=secrets.token_hex(32), purge_interval=0,
-        log_level="warning",
-    ).resolved()
-    upgrade(settings)
-    app = create_app(settings)
+    app = fresh_app(database_url, env, log_level="warning")
     rt = app.state.rt
     seeded = await seed(rt)
     client_id, secret, user, client_pk = (

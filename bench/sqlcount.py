@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
+from bench.appdata import fresh_app, seed
 from bench.appdata import new_code as make_code
-from bench.appdata import seed
 
 OPS = (
     "client_credentials",
@@ -74,16 +74,7 @@ class Recorder:
 
 
 async def measure(database_url: str, reps: int) -> dict[str, dict[str, float]]:
-    from consentry.app import create_app
-    from consentry.config import Settings
-    from consentry.store.migrate import upgrade
-
-    settings = Settings.from_env(
-        {}, database_url=database_url, secret_key=secrets.token_hex(32), purge_interval=0,
-        log_level="warning",
-    ).resolved()
-    upgrade(settings)
-    app = create_app(settings)
+    app = fresh_app(database_url, log_level="warning")
     rt = app.state.rt
     db = rt.db
     rec = Recorder()

@@ -33,7 +33,8 @@ _LOCATOR_HEX = 16
 
 
 def new_token() -> str:
-    """An opaque token or code: 160 random bits as 40 hex characters (the seed's format)."""
+    """A code or a pending request's id: 160 random bits as 40 hex characters (the seed's
+    format). Access and refresh tokens come from ``Keyring.new_token``."""
     return secrets.token_hex(20)
 
 

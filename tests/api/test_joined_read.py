@@ -18,13 +18,10 @@ from typing import Any
 
 import httpx
 
-from bench.appdata import Seeded, new_code, seed
+from bench.appdata import Seeded, fresh_app, new_code, seed
 from consentry.api.guard import token_and_prefetch
 from consentry.api.resources import _FIRST_PAGE_JOINED, _page_answer, _read_first_page
-from consentry.app import create_app
-from consentry.config import Settings
 from consentry.oauth.issue import ACCESS_KIND
-from consentry.store.migrate import upgrade
 from consentry.store.models import from_fields
 from consentry.store.users import create_user
 
@@ -63,14 +60,7 @@ def _page(r: httpx.Response) -> tuple[int, Any, tuple[str | None, ...]]:
 
 def test_one_statement_and_two_give_the_same_answers(db_url: str) -> None:
     async def go() -> None:
-        settings = Settings.from_env(
-            {"CONSENTRY_RATE_LIMIT_PER_SECOND": "100000"},
-            database_url=db_url,
-            secret_key=secrets.token_hex(32),
-            purge_interval=0,
-        ).resolved()
-        upgrade(settings)
-        app = create_app(settings)
+        app = fresh_app(db_url, {"CONSENTRY_RATE_LIMIT_PER_SECOND": "100000"})
         rt = app.state.rt
         s = await seed(rt)
         async with rt.db.write() as conn:

@@ -16,11 +16,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from bench.appdata import Seeded, new_code, seed
-from consentry.app import create_app
-from consentry.config import Settings
+from bench.appdata import Seeded, fresh_app, new_code, seed
 from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND
-from consentry.store.migrate import upgrade
 from consentry.store.models import access_tokens, refresh_tokens
 
 
@@ -54,14 +51,17 @@ async def _make_legacy(rt: Any, pair: dict[str, Any]) -> None:
 
 
 def _app(db_url: str) -> Any:
-    settings = Settings.from_env(
-        {"CONSENTRY_RATE_LIMIT_PER_SECOND": "100000"},
-        database_url=db_url,
-        secret_key=secrets.token_hex(32),
-        purge_interval=0,
-    ).resolved()
-    upgrade(settings)
-    return create_app(settings)
+    return fresh_app(db_url, {"CONSENTRY_RATE_LIMIT_PER_SECOND": "100000"})
+
+
+async def _give_its_id_away(rt: Any, column: Any, row_id: int, other: str) -> None:
+    """The row ``row_id`` now holds the code or token hashed ``other`` (as when a purged row's
+    rowid is given to a new one): ``other``'s own row is renamed out of the way."""
+    table = column.table
+    async with rt.db.write() as conn:
+        moved = {column: other[:60] + "gone"}
+        await conn.execute(update(table).where(column == other).values(moved))
+        await conn.execute(update(table).where(table.c.id == row_id).values({column: other}))
 
 
 def test_tokens_are_stored_under_located_hashes_and_legacy_rows_still_work(db_url: str) -> None:
@@ -210,24 +210,10 @@ def test_a_spend_takes_only_the_row_its_read_found(db_url: str) -> None:
         code_hash = keys.hash(await new_code(rt, s), CODE_KIND)
         _, code = await rt.db.run_read(hot.client_and_code, s.client_id, code_hash)
         other = keys.hash(await new_code(rt, s), CODE_KIND)
-        async with rt.db.write() as conn:  # the id now holds another code of this client
-            await conn.execute(
-                update(codes)
-                .where(codes.c.code_hash == other)
-                .values(code_hash=other[:60] + "gone")
-            )
-            await conn.execute(update(codes).where(codes.c.id == code.id).values(code_hash=other))
-        outcome = await rt.db.run_single_write(
-            authorization_code._redeem,
-            int(code.id),
-            code_hash,
-            s.client_pk,
-            s.user,
-            int(code.grant_id),
-            None,
-            now,
-            *minted,
-        )
+        await _give_its_id_away(rt, codes.c.code_hash, int(code.id), other)
+        owner = (s.client_pk, s.user)
+        job = (authorization_code._redeem, int(code.id), code_hash, *owner, int(code.grant_id))
+        outcome = await rt.db.run_single_write(*job, None, now, *minted)
         assert outcome is authorization_code._LOST
         _, still = await rt.db.run_read(hot.client_and_code, s.client_id, other)
         assert still is not None and still.spent_at is None
@@ -239,24 +225,9 @@ def test_a_spend_takes_only_the_row_its_read_found(db_url: str) -> None:
         hashes = keys.token_hashes(issued["refresh_token"], REFRESH_KIND)
         _, token = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, hashes)
         theirs = keys.token_hash(second["refresh_token"], REFRESH_KIND)
-        async with rt.db.write() as conn:
-            t = refresh_tokens
-            await conn.execute(
-                update(t).where(t.c.token_hash == theirs).values(token_hash=theirs[:60] + "gone")
-            )
-            await conn.execute(update(t).where(t.c.id == token.id).values(token_hash=theirs))
-        outcome = await rt.db.run_single_write(
-            refresh_token._rotate,
-            int(token.id),
-            hashes,
-            s.client_pk,
-            s.user,
-            int(token.grant_id),
-            None,
-            now,
-            *minted,
-            None,
-        )
+        await _give_its_id_away(rt, refresh_tokens.c.token_hash, int(token.id), theirs)
+        job = (refresh_token._rotate, int(token.id), hashes, *owner, int(token.grant_id))
+        outcome = await rt.db.run_single_write(*job, None, now, *minted, None)
         assert outcome is refresh_token._LOST
         _, still = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, (theirs, theirs))
         assert still is not None and still.spent_at is None
