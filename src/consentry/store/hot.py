@@ -12,8 +12,8 @@ exactly one see a row. Everything is keyed by the value's keyed hash; no plainte
 
 An access or refresh token is looked up by both forms of its hash (``TokenHashes``, from
 ``Keyring.token_hashes``): the located one every token issued now is stored under, and the
-plain HMAC of tokens stored before (so an upgrade keeps them working). Both probe the same
-unique index in one statement; at most one can match.
+plain HMAC of tokens stored before (so an upgrade keeps them working), in one statement
+(``_hash_is``); at most one can match.
 """
 
 from __future__ import annotations
