@@ -86,13 +86,13 @@ class Keyring:
         """(the stored key, the key of a token stored before keys were located): a presented
         token may be either, and both are looked up in one statement."""
         digest = self.hash(value, kind)
-        if len(value) != 40:
-            return digest, digest  # not a token we issued: found by neither
         try:
-            raw = bytes.fromhex(value[:32])
+            raw = bytes.fromhex(value[:32]) if len(value) == 40 else b""
         except ValueError:
-            return digest, digest
-        if len(raw) != 16:  # fromhex skips spaces; a partial block would stay in the context
+            raw = b""
+        # Not a token we issued (found by neither). fromhex skips spaces, so the length is
+        # checked on the bytes: a partial block would stay in the context.
+        if len(raw) != 16:
             return digest, digest
         return self._ecb()[1].update(raw)[: _LOCATOR_HEX // 2].hex() + digest[:48], digest
 

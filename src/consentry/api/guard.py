@@ -103,10 +103,10 @@ PREFETCHED = "consentry.prefetched"
 class Joined(NamedTuple):
     """A handler's read joined to the token check: ONE statement instead of two (on
     PostgreSQL one round trip instead of two). ``stmt`` takes ``hash_params("p_hash",
-    hashes)``; its rows begin with
-    ``hot.access_token_select()``'s columns (no row: no such token), and ``finish(rows)``
-    gives what the prefetch would have read for the token's caller. The read runs whether or
-    not the token passes; its rows are dropped unless it does."""
+    hashes)``; its rows begin with ``hot.access_token_select()``'s columns (no row: no such
+    token), and ``finish(rows)`` gives what the prefetch would have read for the token's
+    caller. The read runs whether or not the token passes; its rows are dropped unless it
+    does."""
 
     stmt: Prepared
     finish: Callable[[list[Any]], Any]

@@ -452,9 +452,7 @@ _CODE_SPENDABLE = (
 
 _SPEND_CODE = Prepared(
     update(codes)
-    .where(
-        *_CODE_SPENDABLE,
-    )
+    .where(*_CODE_SPENDABLE)
     .values(spent_at=bindparam("p_now"))
     .returning(codes.c.id)
 )
@@ -831,7 +829,7 @@ _CLIENT_AND_ACCESS = _client_plus(
 def client_and_access_token(
     conn: Connection, client_id: str, hashes: TokenHashes
 ) -> tuple[Client | None, AccessToken | None]:
-    """The client, and ``access_token(token_hash)`` whichever client holds it: one statement
+    """The client, and ``access_token(hashes)`` whichever client holds it: one statement
     (introspection; the endpoint decides who may learn about the token)."""
     return _client_and_row(
         conn, _CLIENT_AND_ACCESS, client_id, hash_params("p_hash", hashes), access_token_from_row
