@@ -57,6 +57,41 @@ def test_new_tokens_have_the_seeds_format_and_hash_both_ways() -> None:
         assert stored != k.token_hash(t, "refresh_token")
 
 
+def test_minting_gives_the_hash_a_presented_token_is_looked_up_by() -> None:
+    """``Keyring.mint`` makes the stored hash from the block before encrypting it; it is the
+    one ``token_hash`` finds the token by, for each kind."""
+    k = Keyring("a" * 64)
+    for kind in ("access_token", "refresh_token"):
+        for _ in range(500):
+            token, stored = k.mint(kind)
+            assert len(token) == 40 and int(token, 16) >= 0
+            assert stored == k.token_hash(token, kind) == k.token_hashes(token, kind)[0]
+    token, none = k.mint("")
+    assert len(token) == 40 and none == ""
+
+
+def test_the_retry_key_is_hmac_sha256_of_the_spent_token() -> None:
+    """The sealed retry pair opens with the key HMAC(retry key, token) — as sealed by the
+    release before the precomputed pads — and with nothing else."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    k = Keyring("a" * 64)
+    token = k.new_token()
+    retry_key = hmac.new(b"a" * 64, b"consentry/retry/v1", hashlib.sha256).digest()
+    key = hmac.new(retry_key, token.encode(), hashlib.sha256).digest()
+    blob = k.seal_retry(token, b"pair")
+    assert AESGCM(key).decrypt(blob[:12], blob[12:], b"retry") == b"pair"
+    nonce = secrets.token_bytes(12)
+    assert k.open_retry(token, nonce + AESGCM(key).encrypt(nonce, b"old", b"retry")) == b"old"
+    try:
+        k.open_retry(k.new_token(), blob)
+    except InvalidTag:
+        pass
+    else:
+        raise AssertionError("another token opened the sealed pair")
+
+
 def test_stored_hashes_follow_the_order_tokens_were_issued_in() -> None:
     """The point of the format: consecutive tokens sit next to each other in the index."""
     k = Keyring("a" * 64)

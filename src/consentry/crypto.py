@@ -5,7 +5,7 @@ Tokens, codes and client secrets are high-entropy random values, so a keyed SHA-
 People's passwords are different: argon2id, in :mod:`consentry.web.passwords`.
 
 Access and refresh tokens are made so that the database can store them in issue order
-(``Keyring.new_token``): a random token's hash lands on a random page of its table's index,
+(``Keyring.mint``): a random token's hash lands on a random page of its table's index,
 and each such page is a separate write to the WAL and again to the database file — about
 half the disk work of a token request. Each token is AES (a keyed permutation of 128-bit
 blocks) of a block that starts with the time in milliseconds, plus 32 more random bits:
@@ -34,13 +34,24 @@ _LOCATOR_HEX = 16
 
 def new_token() -> str:
     """A code or a pending request's id: 160 random bits as 40 hex characters (the seed's
-    format). Access and refresh tokens come from ``Keyring.new_token``."""
+    format). Access and refresh tokens come from ``Keyring.mint``."""
     return secrets.token_hex(20)
 
 
 def new_secret() -> str:
     """A client secret or session id: 256 random bits."""
     return secrets.token_hex(32)
+
+
+def _pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer pads absorbed once: an HMAC is
+    then two copies of a hash state and short updates (~1 µs), where hmac.digest()
+    re-derives the pads and looks the digest up by name on every call (~3-6 µs; a token
+    request computes several)."""
+    block = key.ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(
+        bytes(b ^ 0x5C for b in block)
+    )
 
 
 class Keyring:
@@ -50,14 +61,10 @@ class Keyring:
         root = secret_key.encode()
         self._hash_key = hmac.new(root, b"consentry/hash/v1", hashlib.sha256).digest()
         self._csrf_key = hmac.new(root, b"consentry/csrf/v1", hashlib.sha256).digest()
-        self._retry_key = hmac.new(root, b"consentry/retry/v1", hashlib.sha256).digest()
-        # HMAC-SHA256 (RFC 2104) with the key's inner and outer pads absorbed once: a hash
-        # is then two copies of a hash state and three short updates (~1 µs), where
-        # hmac.digest() re-derives the pads and looks the digest up by name on every call
-        # (~6 µs; a bearer check hashes once, a token request three times).
-        block = self._hash_key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._inner, self._outer = _pads(self._hash_key)
+        self._retry_inner, self._retry_outer = _pads(
+            hmac.new(root, b"consentry/retry/v1", hashlib.sha256).digest()
+        )
         locate_key = hmac.new(root, b"consentry/locate/v1", hashlib.sha256).digest()[:16]
         # ECB on one 16-byte block is AES itself, the keyed permutation: nothing chains.
         self._locate = Cipher(algorithms.AES(locate_key), modes.ECB())  # noqa: S305
@@ -74,9 +81,18 @@ class Keyring:
     def new_token(self) -> str:
         """A new access or refresh token: 40 hex characters (the seed's format), stored near
         the tokens issued around the same millisecond (see the module's docstring)."""
+        return self.mint("")[0]
+
+    def mint(self, kind: str) -> tuple[str, str]:
+        """A new access or refresh token (``new_token``) and its stored key (``token_hash``),
+        made from the block before it was encrypted instead of decrypting it again; ``kind``
+        empty: no key."""
         r = os.urandom(16)
         block = (time.time_ns() // 1_000_000 & 0xFFFFFFFF).to_bytes(4, "big") + r[:12]
-        return (self._ecb()[0].update(block) + r[12:]).hex()
+        token = (self._ecb()[0].update(block) + r[12:]).hex()
+        if not kind:
+            return token, ""
+        return token, block[: _LOCATOR_HEX // 2].hex() + self.hash(token, kind)[:48]
 
     def token_hash(self, value: str, kind: str) -> str:
         """The stored key of an access or refresh token (what ``new_token`` made)."""
@@ -112,8 +128,11 @@ class Keyring:
 
     def _retry_aead(self, refresh_token: str) -> AESGCM:
         # The key needs the old refresh token's plaintext, which the database never holds.
-        key = hmac.new(self._retry_key, refresh_token.encode(), hashlib.sha256).digest()
-        return AESGCM(key)
+        inner = self._retry_inner.copy()
+        inner.update(refresh_token.encode("utf-8", "surrogatepass"))
+        outer = self._retry_outer.copy()
+        outer.update(inner.digest())
+        return AESGCM(outer.digest())
 
     def seal_retry(self, refresh_token: str, payload: bytes) -> bytes:
         nonce = os.urandom(12)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from bench.appdata import Seeded, fresh_app, new_code, seed
@@ -226,11 +227,77 @@ def test_a_spend_takes_only_the_row_its_read_found(db_url: str) -> None:
         _, token = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, hashes)
         theirs = keys.token_hash(second["refresh_token"], REFRESH_KIND)
         await _give_its_id_away(rt, refresh_tokens.c.token_hash, int(token.id), theirs)
-        job = (refresh_token._rotate, int(token.id), hashes, *owner, int(token.grant_id))
+        assert token.token_hash == hashes[0]  # the form it is stored under
+        job = (refresh_token._rotate, int(token.id), hashes[0], *owner, int(token.grant_id))
         outcome = await rt.db.run_single_write(*job, None, now, *minted, None)
         assert outcome is refresh_token._LOST
         _, still = await rt.db.run_read(hot.client_and_refresh_token, s.client_id, (theirs, theirs))
         assert still is not None and still.spent_at is None
+        await rt.db.dispose()
+
+    asyncio.run(go())
+
+
+def test_a_token_issued_now_is_looked_up_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The located hash is read first and the plain HMAC only when that found nothing: a
+    token issued now costs one statement (the bearer check's one round trip on PostgreSQL),
+    a token stored by an earlier release or an unknown 40-hex value two, a value that
+    cannot be a token (one form only) one."""
+    from consentry.store import hot
+
+    reads: list[Any] = []
+    real_all = hot.Prepared.all
+
+    def counted(self: Any, conn: Any, params: dict[str, Any]) -> list[Any]:
+        reads.append(self)
+        return real_all(self, conn, params)
+
+    async def go() -> None:
+        app = _app(db_url)
+        rt = app.state.rt
+        s = await seed(rt)
+        keys = rt.keys
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            new = await _pair(http, rt, s)
+            old = await _pair(http, rt, s)
+        await _make_legacy(rt, old)
+        monkeypatch.setattr(hot.Prepared, "all", counted)
+
+        async def count(fn: Any, *args: Any) -> tuple[int, Any]:
+            reads.clear()
+            got = await rt.db.run_read(fn, *args)
+            return len(reads), got
+
+        for pair, statements in ((new, 1), (old, 2)):
+            access = keys.token_hashes(pair["access_token"], ACCESS_KIND)
+            refresh = keys.token_hashes(pair["refresh_token"], REFRESH_KIND)
+            n, at = await count(hot.access_token, access)
+            assert (n, at is not None) == (statements, True)
+            n, (client, at) = await count(hot.client_and_access_token, s.client_id, access)
+            assert (n, client is not None, at is not None) == (statements, True, True)
+            n, (client, row) = await count(hot.client_and_refresh_token, s.client_id, refresh)
+            assert (n, client is not None, row is not None) == (statements, True, True)
+            assert row.token_hash == refresh[statements - 1]  # the form it is stored under
+            n, row = await count(hot.refresh_token_by_hash, refresh)
+            assert (n, row is not None) == (statements, True)
+            n, (client, owners) = await count(
+                hot.client_and_token_owners, s.client_id, access, access
+            )
+            assert (n, owners.access_id is not None) == (statements, True)
+
+        unknown = keys.token_hashes(secrets.token_hex(20), ACCESS_KIND)
+        not_a_token = keys.token_hashes("not a token", ACCESS_KIND)
+        for hashes, statements in ((unknown, 2), (not_a_token, 1)):
+            n, at = await count(hot.access_token, hashes)
+            assert (n, at) == (statements, None)
+            n, (client, at) = await count(hot.client_and_access_token, s.client_id, hashes)
+            assert (n, client is not None, at) == (statements, True, None)
+        # an unknown client is not read again, whatever the token
+        n, (client, row) = await count(hot.client_and_refresh_token, "nobody", unknown)
+        assert (n, client, row) == (1, None, None)
         await rt.db.dispose()
 
     asyncio.run(go())

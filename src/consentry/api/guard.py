@@ -22,7 +22,7 @@ from consentry.store.hot import (
     TokenHashes,
     access_token,
     access_token_from_row,
-    hash_params,
+    located_first,
 )
 
 MAX_TOKEN_LENGTH = 512
@@ -102,14 +102,18 @@ PREFETCHED = "consentry.prefetched"
 
 class Joined(NamedTuple):
     """A handler's read joined to the token check: ONE statement instead of two (on
-    PostgreSQL one round trip instead of two). ``stmt`` takes ``hash_params("p_hash",
-    hashes)``; its rows begin with ``hot.access_token_select()``'s columns (no row: no such
-    token), and ``finish(rows)`` gives what the prefetch would have read for the token's
-    caller. The read runs whether or not the token passes; its rows are dropped unless it
-    does."""
+    PostgreSQL one round trip instead of two). ``stmt`` takes ``p_hash``, one form of the
+    token's hash (``hot.located_first``); its rows begin with
+    ``hot.access_token_select()``'s columns (no row: no such token), and ``finish(rows)``
+    gives what the prefetch would have read for the token's caller. The read runs whether
+    or not the token passes; its rows are dropped unless it does."""
 
     stmt: Prepared
     finish: Callable[[list[Any]], Any]
+
+
+def _no_rows(rows: list[Any]) -> bool:
+    return not rows
 
 
 def token_and_prefetch(
@@ -128,7 +132,9 @@ def token_and_prefetch(
     statement read with the token: (True, value) or (False, ApiError)."""
     rows: list[Any] = []
     if joined is not None:
-        rows = joined.stmt.all(conn, hash_params("p_hash", hashes))
+        rows = located_first(
+            lambda h: joined.stmt.all(conn, {"p_hash": h}), hashes, _no_rows
+        )
         found = access_token_from_row(rows[0]) if rows else None
     else:
         found = access_token(conn, hashes)

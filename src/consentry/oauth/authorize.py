@@ -255,7 +255,7 @@ async def approve(
     remembered-consent path): nothing to write for it again."""
     now = int(time.time())
     implicit = req.response_type == "token"
-    value = rt.keys.new_token() if implicit else new_token()
+    value, stored = rt.keys.mint(ACCESS_KIND) if implicit else (new_token(), "")
     # One write job: on SQLite it joins the group commit of the token endpoint's writes
     # instead of taking the async write lock and an fsync of its own.
     await rt.db.run_write(
@@ -263,7 +263,7 @@ async def approve(
         req,
         client.id,
         user_id,
-        rt.keys.token_hash(value, ACCESS_KIND) if implicit else rt.keys.hash(value, CODE_KIND),
+        stored if implicit else rt.keys.hash(value, CODE_KIND),
         now,
         rt.settings.access_token_ttl,
         rt.settings.code_ttl,

@@ -71,5 +71,8 @@ def insert_pair(
         )
 
 
-def new_pair(keys: Keyring) -> tuple[str, str]:
-    return keys.new_token(), keys.new_token()
+def new_pair(keys: Keyring) -> tuple[str, str, str, str]:
+    """A new access token, its stored hash, a new refresh token, its stored hash."""
+    access, access_hash = keys.mint(ACCESS_KIND)
+    refresh, refresh_hash = keys.mint(REFRESH_KIND)
+    return access, access_hash, refresh, refresh_hash

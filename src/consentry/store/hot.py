@@ -10,10 +10,13 @@ Spending is always one conditional statement (``UPDATE ... WHERE spent_at IS NUL
 RETURNING``): of many concurrent spenders of one code or refresh token, the database lets
 exactly one see a row. Everything is keyed by the value's keyed hash; no plaintext here.
 
-An access or refresh token is looked up by both forms of its hash (``TokenHashes``, from
+An access or refresh token has two forms of its hash (``TokenHashes``, from
 ``Keyring.token_hashes``): the located one every token issued now is stored under, and the
-plain HMAC of tokens stored before (so an upgrade keeps them working), in one statement
-(``_hash_is``); at most one can match.
+plain HMAC of tokens stored before (so an upgrade keeps them working). A read looks the
+located one up first, and the plain one only if that found nothing (``located_first``): a
+token issued now costs one probe of one index, as before located hashes; only an unknown
+value, or a token stored by an earlier release, is looked up twice (on PostgreSQL a second
+round trip in the same job). At most one form can match.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -51,31 +54,28 @@ from consentry.store.pghot import HotConnection
 
 # (the stored hash, the hash a token issued before located hashes was stored under)
 TokenHashes = tuple[str, str]
+_T = TypeVar("_T")
 
 
 def _hash_is(column: Any, name: str) -> Any:
-    """``column`` holds the presented token's hash: the located one (parameter ``name``) if
-    a row has it, else the plain HMAC (``name + "_legacy"``; see ``TokenHashes``).
-
-    ``column = COALESCE((SELECT hash FROM its table WHERE hash = :name), :name_legacy)``: the
-    subquery is uncorrelated, so both databases run it once, as a constant, and then look
-    the one value up in the unique index (an index scan; PostgreSQL plans ``IN (:a, :b)`` as
-    a bitmap scan, 4x the cost of one probe). A token issued now is found with two probes of
-    the same, recently written index pages, never a random one for the legacy form."""
-    table = column.table
-    inner = (table.element if hasattr(table, "element") else table).alias()
-    found = inner.c[column.key]
-    located = select(found).where(found == bindparam(name, type_=String)).scalar_subquery()
-    return column == func.coalesce(located, bindparam(name + "_legacy", type_=String))
+    """``column`` holds the hash bound as ``name`` (one form of ``TokenHashes``: the reads
+    try the located one, then the plain one, ``located_first``)."""
+    return column == bindparam(name, type_=String)
 
 
-def _hash_among(column: Any, name: str) -> Any:
-    """For a row found otherwise (by id): it is the presented token's, in either form."""
-    return column.in_([bindparam(name, type_=String), bindparam(name + "_legacy", type_=String)])
+def _is_none(got: Any) -> bool:
+    return got is None
 
 
-def hash_params(name: str, hashes: TokenHashes) -> dict[str, str]:
-    return {name: hashes[0], name + "_legacy": hashes[1]}
+def located_first(
+    read: Callable[[str], _T], hashes: TokenHashes, missed: Callable[[_T], bool]
+) -> _T:
+    """``read(located hash)``, or, if ``missed`` says it found no token, ``read(plain
+    HMAC)``: the second read only where the two forms differ (a 40-hex value)."""
+    got = read(hashes[0])
+    if missed(got) and hashes[1] != hashes[0]:
+        return read(hashes[1])
+    return got
 
 
 # --- prepared statements -----------------------------------------------------------------------
@@ -314,6 +314,22 @@ def _client_and_row(
     return client_from_row(r), (make(extra) if extra[0] is not None else None)
 
 
+def _client_and_token(
+    conn: Connection,
+    stmt: Prepared,
+    client_id: str,
+    hashes: TokenHashes,
+    make: Callable[[Sequence[Any]], Any],
+) -> tuple[Client | None, Any]:
+    """``_client_and_row`` for a token (``stmt`` binds ``p_hash``), located hash first; an
+    unknown client is not read again."""
+    return located_first(
+        lambda h: _client_and_row(conn, stmt, client_id, {"p_hash": h}, make),
+        hashes,
+        lambda got: got[0] is not None and got[1] is None,
+    )
+
+
 CodeRow = namedtuple(
     "CodeRow",
     "id grant_id user_id redirect_uri redirect_uri_sent scope code_challenge expires_at"
@@ -352,7 +368,7 @@ def client_and_code(
 RefreshRow = namedtuple(
     "RefreshRow",
     "id client_pk grant_id user_id scope expires_at spent_at retry_blob successor_hash"
-    " grant_revoked_at successor_id successor_spent_at",
+    " grant_revoked_at successor_id successor_spent_at token_hash",
 )
 _successor = refresh_tokens.alias("successor")
 _CLIENT_AND_REFRESH = _client_plus(
@@ -369,6 +385,7 @@ _CLIENT_AND_REFRESH = _client_plus(
         grants.c.revoked_at,
         _successor.c.id,
         _successor.c.spent_at,
+        refresh_tokens.c.token_hash,
     ),
     clients.join(users, users.c.id == clients.c.owner_id)
     .outerjoin(
@@ -387,11 +404,10 @@ def client_and_refresh_token(
     conn: Connection, client_id: str, hashes: TokenHashes
 ) -> tuple[Client | None, RefreshRow | None]:
     """The client, and the refresh token with this hash if it was issued to that client:
-    its row, its grant's ``revoked_at``, and its successor's id and ``spent_at`` (the
-    grace-window retry needs them). One statement."""
-    return _client_and_row(
-        conn, _CLIENT_AND_REFRESH, client_id, hash_params("p_hash", hashes), RefreshRow._make
-    )
+    its row (``token_hash``: the form it is stored under, for the spend), its grant's
+    ``revoked_at``, and its successor's id and ``spent_at`` (the grace-window retry needs
+    them). One statement (two for a token stored by an earlier release)."""
+    return _client_and_token(conn, _CLIENT_AND_REFRESH, client_id, hashes, RefreshRow._make)
 
 
 # --- grants ----------------------------------------------------------------------------------
@@ -539,12 +555,12 @@ def insert_refresh_token(
 
 
 # A refresh token this request may spend: the row its read found (SQLite finds it by rowid;
-# the hash makes sure it is still that token even if the row was purged and its id given to
-# a new one), still this client's, unspent, unexpired. The SQLite spend and PostgreSQL's
-# one-statement rotation both start from these.
+# the hash, the form the read found it under, makes sure it is still that token even if the
+# row was purged and its id given to a new one), still this client's, unspent, unexpired.
+# The SQLite spend and PostgreSQL's one-statement rotation both start from these.
 _REFRESH_SPENDABLE = (
     refresh_tokens.c.id == bindparam("p_spent", type_=Integer),
-    _hash_among(refresh_tokens.c.token_hash, "p_hash"),
+    _hash_is(refresh_tokens.c.token_hash, "p_hash"),
     refresh_tokens.c.client_pk == bindparam("p_client"),
     refresh_tokens.c.spent_at.is_(None),
     refresh_tokens.c.expires_at > bindparam("p_now"),
@@ -571,19 +587,20 @@ _SPEND_REFRESH = Prepared(
 def spend_refresh_token(
     conn: Connection,
     token_id: int,
-    hashes: TokenHashes,
+    token_hash: str,
     client_pk: int,
     now: int,
     *,
     retry_blob: bytes | None,
     successor_hash: str,
 ) -> Any:
-    """Rotate: spend a live refresh token of this client in one statement (RFC 9700 §4.14.2)."""
+    """Rotate: spend a live refresh token of this client in one statement (RFC 9700 §4.14.2).
+    ``token_id`` and ``token_hash``: its row and stored hash, as its read found them."""
     return _SPEND_REFRESH.first(
         conn,
         {
             "p_spent": token_id,
-            **hash_params("p_hash", hashes),
+            "p_hash": token_hash,
             "p_client": client_pk,
             "p_now": now,
             "p_blob": retry_blob,
@@ -721,12 +738,12 @@ def redeem_code_in_one_statement(
 
 
 def rotate_refresh_in_one_statement(
-    conn: Connection, *args: Any, hashes: TokenHashes, retry_blob: bytes | None
+    conn: Connection, *args: Any, token_hash: str, retry_blob: bytes | None
 ) -> tuple[bool, bool]:
-    """PostgreSQL: spend the refresh token (its row's id, as its read found it; recording its
-    successor and the sealed retry pair), touch the grant, insert the new pair; (spent,
-    minted)."""
-    params = {**_mint_params(*args), **hash_params("p_hash", hashes), "p_blob": retry_blob}
+    """PostgreSQL: spend the refresh token (its row's id and stored hash, as its read found
+    them; recording its successor and the sealed retry pair), touch the grant, insert the
+    new pair; (spent, minted)."""
+    params = {**_mint_params(*args), "p_hash": token_hash, "p_blob": retry_blob}
     r = _ROTATE_REFRESH_PG.first(conn, params)
     return bool(r[0]), bool(r[1])
 
@@ -740,7 +757,9 @@ _REFRESH_BY_HASH = Prepared(
 
 def refresh_token_by_hash(conn: Connection, hashes: TokenHashes) -> Any:
     """The refresh token's row plus ``grant_revoked_at`` (a refresh token lives with its grant)."""
-    return _REFRESH_BY_HASH.first(conn, hash_params("p_hash", hashes))
+    return located_first(
+        lambda h: _REFRESH_BY_HASH.first(conn, {"p_hash": h}), hashes, _is_none
+    )
 
 
 _REFRESH_NAMES = Prepared(
@@ -803,12 +822,12 @@ _ACCESS_TOKEN = Prepared(
 
 def access_token(conn: Connection, hashes: TokenHashes) -> AccessToken | None:
     """One statement: the token, its owner, its client and whether its grant still lives."""
-    r = _ACCESS_TOKEN.first(conn, hash_params("p_hash", hashes))
+    r = located_first(lambda h: _ACCESS_TOKEN.first(conn, {"p_hash": h}), hashes, _is_none)
     return None if r is None else access_token_from_row(r)
 
 
 def access_token_select() -> Any:
-    """``access_token``'s statement (parameters ``hash_params("p_hash", hashes)``), to build
+    """``access_token``'s statement (parameter ``p_hash``: one form of the hash), to build
     a larger one whose rows begin with the token's columns: read those with
     :func:`access_token_from_row`."""
     return _ACCESS_TOKEN.stmt
@@ -831,9 +850,7 @@ def client_and_access_token(
 ) -> tuple[Client | None, AccessToken | None]:
     """The client, and ``access_token(hashes)`` whichever client holds it: one statement
     (introspection; the endpoint decides who may learn about the token)."""
-    return _client_and_row(
-        conn, _CLIENT_AND_ACCESS, client_id, hash_params("p_hash", hashes), access_token_from_row
-    )
+    return _client_and_token(conn, _CLIENT_AND_ACCESS, client_id, hashes, access_token_from_row)
 
 
 TokenOwners = namedtuple(
@@ -856,14 +873,21 @@ def client_and_token_owners(
     and as a refresh token (its grant): one statement (revocation)."""
     if "\x00" in client_id:
         return None, TokenOwners(None, None, None, None)
-    r = _CLIENT_AND_OWNERS.first(
-        conn,
-        {
-            "p_client_id": client_id,
-            **hash_params("p_access_hash", access_hashes),
-            **hash_params("p_refresh_hash", refresh_hashes),
-        },
-    )
+
+    def read(form: int) -> Any:
+        return _CLIENT_AND_OWNERS.first(
+            conn,
+            {
+                "p_client_id": client_id,
+                "p_access_hash": access_hashes[form],
+                "p_refresh_hash": refresh_hashes[form],
+            },
+        )
+
+    r = read(0)
+    if r is not None and r[_N_CLIENT] is None and r[_N_CLIENT + 2] is None:
+        if access_hashes[1] != access_hashes[0]:  # neither found: an earlier release's token?
+            r = read(1)
     if r is None:
         return None, TokenOwners(None, None, None, None)
     return client_from_row(r), TokenOwners._make(r[_N_CLIENT:])

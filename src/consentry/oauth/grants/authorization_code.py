@@ -13,9 +13,7 @@ from sqlalchemy.engine import Connection
 from consentry.crypto import equal
 from consentry.oauth.errors import ApiError, oauth_error
 from consentry.oauth.issue import (
-    ACCESS_KIND,
     CODE_KIND,
-    REFRESH_KIND,
     insert_pair,
     new_pair,
     token_body,
@@ -70,7 +68,7 @@ async def exchange(
     if row.grant_revoked_at is not None:
         raise oauth_error("invalid_grant", "the authorization was revoked")
 
-    access, refresh = new_pair(rt.keys)
+    access, access_hash, refresh, refresh_hash = new_pair(rt.keys)
     ttl = rt.settings.access_token_ttl
     # One write: the conditional spend (of concurrent exchanges exactly one wins), the grant
     # touch and the pair; on PostgreSQL one statement in autocommit.
@@ -83,9 +81,9 @@ async def exchange(
         int(row.grant_id),
         row.scope,
         now,
-        rt.keys.token_hash(access, ACCESS_KIND),
+        access_hash,
         now + ttl,
-        rt.keys.token_hash(refresh, REFRESH_KIND),
+        refresh_hash,
         now + rt.settings.refresh_token_ttl,
     )
     if outcome is _MINTED:

@@ -15,8 +15,9 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Connection
 
+from consentry.http import dumps
 from consentry.oauth.errors import oauth_error
-from consentry.oauth.issue import ACCESS_KIND, REFRESH_KIND, insert_pair, new_pair, token_body
+from consentry.oauth.issue import REFRESH_KIND, insert_pair, new_pair, token_body
 from consentry.oauth.params import Params
 from consentry.oauth.scopes import narrow, parse_scope
 from consentry.runtime import Runtime
@@ -64,35 +65,34 @@ async def _rotate_or_not(
     now: int,
 ) -> dict[str, Any]:
     ttl = rt.settings.access_token_ttl
-    hashes = rt.keys.token_hashes(presented, REFRESH_KIND)
-    access, new_refresh = new_pair(rt.keys)
+    access, access_hash, new_refresh, refresh_hash = new_pair(rt.keys)
     sealed = None
     if rt.settings.refresh_grace > 0:
         sealed = rt.keys.seal_retry(
             presented,
-            json.dumps(
+            dumps(
                 {
                     "a": access,
                     "r": new_refresh,
                     "s": _INHERIT if requested_scope is None else requested_scope,
                     "e": now + ttl,
                 }
-            ).encode(),
+            ),
         )
     # One write: the conditional spend (recording the successor and the sealed pair), the
     # grant touch and the new pair; on PostgreSQL one statement in autocommit.
     outcome = await rt.db.run_single_write(
         _rotate,
         int(row.id),
-        hashes,
+        row.token_hash,
         client.id,
         int(row.user_id),
         int(row.grant_id),
         scope,
         now,
-        rt.keys.token_hash(access, ACCESS_KIND),
+        access_hash,
         now + ttl,
-        rt.keys.token_hash(new_refresh, REFRESH_KIND),
+        refresh_hash,
         now + rt.settings.refresh_token_ttl,
         sealed,
     )
@@ -107,7 +107,8 @@ async def _rotate_or_not(
     # first: on PostgreSQL the failed conditional UPDATE may hold the token's row lock until
     # its transaction ends, and revoking (which locks the grant) while holding it could
     # deadlock with another request.
-    _, seen = await rt.db.run_read(hot.client_and_refresh_token, client.client_id, hashes)
+    stored = (row.token_hash, row.token_hash)  # the form the first read found it under
+    _, seen = await rt.db.run_read(hot.client_and_refresh_token, client.client_id, stored)
     if (
         seen is not None
         and seen.spent_at is None
@@ -150,7 +151,7 @@ _REVOKED: Any = object()  # spent, but the grant was revoked meanwhile: nothing 
 def _rotate(
     conn: Connection,
     token_id: int,
-    hashes: hot.TokenHashes,
+    token_hash: str,
     client_pk: int,
     user_id: int,
     grant_id: int,
@@ -162,20 +163,21 @@ def _rotate(
     refresh_expires_at: int,
     retry_blob: bytes | None,
 ) -> Any:
-    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``. ``token_id``: the
-    row the read found for the presented token (by its hash and this client), ``hashes``
-    the token's; the spend's conditions are checked again on that row."""
+    """The write job: ``_MINTED``, ``_LOST`` or (PostgreSQL) ``_REVOKED``. ``token_id`` and
+    ``token_hash``: the row the read found for the presented token (by its hash and this
+    client) and the hash it is stored under; the spend's conditions are checked again on
+    that row."""
     if conn.dialect.name == "postgresql":
         spent, minted = hot.rotate_refresh_in_one_statement(
             conn, token_id, client_pk, user_id, grant_id, scope, now,
             access_hash, access_expires_at, successor_hash, refresh_expires_at,
-            hashes=hashes, retry_blob=retry_blob,
+            token_hash=token_hash, retry_blob=retry_blob,
         )
         return _MINTED if minted else _REVOKED if spent else _LOST
     # SQLite: the statements one by one in the writer's transaction; insert_pair raises
     # if the grant was revoked, which rolls the spend back with the rest.
     row = hot.spend_refresh_token(
-        conn, token_id, hashes, client_pk, now, retry_blob=retry_blob,
+        conn, token_id, token_hash, client_pk, now, retry_blob=retry_blob,
         successor_hash=successor_hash,
     )
     if row is None:
