@@ -502,3 +502,34 @@ def test_a_batch_is_answered_before_the_writer_checkpoints(
         await db.dispose()
 
     asyncio.run(main())
+
+
+def test_a_begin_on_a_busy_database_raises_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    """BEGIN runs straight on pysqlite (store/db.py: _configure_sqlite); when another
+    connection holds the write lock past the busy timeout, the error still arrives as
+    SQLAlchemy's OperationalError (the one the app answers with 503), and the connection
+    can begin again once the lock is gone."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, exc, text
+
+    path = tmp_path / "busy.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    db_module._configure_sqlite(engine)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with engine.connect() as conn:
+            conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=20")  # type: ignore[union-attr]
+            writer = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            with pytest.raises(exc.OperationalError, match="locked"):
+                writer.begin()
+            holder.execute("COMMIT")
+            with writer.begin():
+                writer.execute(text("INSERT INTO t VALUES (1)"))
+            assert holder.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        holder.close()
+        engine.dispose()

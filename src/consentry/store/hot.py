@@ -574,13 +574,7 @@ _SPEND_REFRESH = Prepared(
         retry_blob=bindparam("p_blob"),
         successor_hash=bindparam("p_successor"),
     )
-    .returning(
-        refresh_tokens.c.id,
-        refresh_tokens.c.grant_id,
-        refresh_tokens.c.user_id,
-        refresh_tokens.c.scope,
-        refresh_tokens.c.expires_at,
-    )
+    .returning(refresh_tokens.c.id)
 )
 
 
@@ -595,7 +589,8 @@ def spend_refresh_token(
     successor_hash: str,
 ) -> Any:
     """Rotate: spend a live refresh token of this client in one statement (RFC 9700 §4.14.2).
-    ``token_id`` and ``token_hash``: its row and stored hash, as its read found them."""
+    ``token_id`` and ``token_hash``: its row and stored hash, as its read found them. A row
+    (its id) for the one winner of any race, None for the others."""
     return _SPEND_REFRESH.first(
         conn,
         {
