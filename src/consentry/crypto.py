@@ -78,20 +78,21 @@ class Keyring:
             pair = self._contexts.pair = (self._locate.encryptor(), self._locate.decryptor())
         return pair
 
+    def _located(self) -> tuple[bytes, str]:
+        """(the block, the token): AES of the block, then 32 more random bits, in hex."""
+        r = os.urandom(16)
+        block = (time.time_ns() // 1_000_000 & 0xFFFFFFFF).to_bytes(4, "big") + r[:12]
+        return block, (self._ecb()[0].update(block) + r[12:]).hex()
+
     def new_token(self) -> str:
         """A new access or refresh token: 40 hex characters (the seed's format), stored near
         the tokens issued around the same millisecond (see the module's docstring)."""
-        return self.mint("")[0]
+        return self._located()[1]
 
     def mint(self, kind: str) -> tuple[str, str]:
         """A new access or refresh token (``new_token``) and its stored key (``token_hash``),
-        made from the block before it was encrypted instead of decrypting it again; ``kind``
-        empty: no key."""
-        r = os.urandom(16)
-        block = (time.time_ns() // 1_000_000 & 0xFFFFFFFF).to_bytes(4, "big") + r[:12]
-        token = (self._ecb()[0].update(block) + r[12:]).hex()
-        if not kind:
-            return token, ""
+        made from the block before it was encrypted instead of decrypting it again."""
+        block, token = self._located()
         return token, block[: _LOCATOR_HEX // 2].hex() + self.hash(token, kind)[:48]
 
     def token_hash(self, value: str, kind: str) -> str:

@@ -816,7 +816,8 @@ _ACCESS_TOKEN = Prepared(
 
 
 def access_token(conn: Connection, hashes: TokenHashes) -> AccessToken | None:
-    """One statement: the token, its owner, its client and whether its grant still lives."""
+    """One statement (``located_first``): the token, its owner, its client and whether its
+    grant still lives."""
     r = located_first(lambda h: _ACCESS_TOKEN.first(conn, {"p_hash": h}), hashes, _is_none)
     return None if r is None else access_token_from_row(r)
 
@@ -844,7 +845,8 @@ def client_and_access_token(
     conn: Connection, client_id: str, hashes: TokenHashes
 ) -> tuple[Client | None, AccessToken | None]:
     """The client, and ``access_token(hashes)`` whichever client holds it: one statement
-    (introspection; the endpoint decides who may learn about the token)."""
+    (``located_first``; introspection, where the endpoint decides who may learn about the
+    token)."""
     return _client_and_token(conn, _CLIENT_AND_ACCESS, client_id, hashes, access_token_from_row)
 
 
@@ -865,7 +867,8 @@ def client_and_token_owners(
     conn: Connection, client_id: str, access_hashes: TokenHashes, refresh_hashes: TokenHashes
 ) -> tuple[Client | None, TokenOwners]:
     """The client, and which client holds the presented value as an access token (its id)
-    and as a refresh token (its grant): one statement (revocation)."""
+    and as a refresh token (its grant): one statement (revocation), and one more with the
+    plain HMACs if the located hashes found neither (``located_first``)."""
     if "\x00" in client_id:
         return None, TokenOwners(None, None, None, None)
 
