@@ -96,12 +96,12 @@ class Keyring:
         return token, block[: _LOCATOR_HEX // 2].hex() + self.hash(token, kind)[:48]
 
     def token_hash(self, value: str, kind: str) -> str:
-        """The stored key of an access or refresh token (what ``new_token`` made)."""
+        """The stored key of an access or refresh token (what ``mint`` gives with it)."""
         return self.token_hashes(value, kind)[0]
 
     def token_hashes(self, value: str, kind: str) -> tuple[str, str]:
         """(the stored key, the key of a token stored before keys were located): a presented
-        token may be either, and both are looked up in one statement."""
+        token may be either; reads try the first, then the second (``hot.located_first``)."""
         digest = self.hash(value, kind)
         try:
             raw = bytes.fromhex(value[:32]) if len(value) == 40 else b""

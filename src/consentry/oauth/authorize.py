@@ -254,8 +254,11 @@ async def approve(
     ``remember=False`` when the consent is already on record for exactly this access (the
     remembered-consent path): nothing to write for it again."""
     now = int(time.time())
-    implicit = req.response_type == "token"
-    value, stored = rt.keys.mint(ACCESS_KIND) if implicit else (new_token(), "")
+    if req.response_type == "token":
+        value, stored = rt.keys.mint(ACCESS_KIND)
+    else:
+        value = new_token()
+        stored = rt.keys.hash(value, CODE_KIND)
     # One write job: on SQLite it joins the group commit of the token endpoint's writes
     # instead of taking the async write lock and an fsync of its own.
     await rt.db.run_write(
@@ -263,7 +266,7 @@ async def approve(
         req,
         client.id,
         user_id,
-        stored if implicit else rt.keys.hash(value, CODE_KIND),
+        stored,
         now,
         rt.settings.access_token_ttl,
         rt.settings.code_ttl,

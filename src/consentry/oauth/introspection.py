@@ -28,19 +28,17 @@ async def introspection_endpoint(request: Request) -> Response:
     hint = params.get("token_type_hint")
     kinds = ("refresh", "access") if hint == "refresh_token" else ("access", "refresh")
     at: Any = _NOT_READ
-    if token is not None and kinds[0] == "access":
+    if token is None:
+        await authenticate_client(rt, request, params)  # RFC 7662 §2.1: the client first
+        raise oauth_error("invalid_request", "missing parameter: token")
+    access_hashes = rt.keys.token_hashes(token, ACCESS_KIND)
+    if kinds[0] == "access":
         # RFC 7662 §2.1 client authentication and the access-token lookup: one statement.
         client, at = await authenticate_client_with(
-            rt,
-            request,
-            params,
-            hot.client_and_access_token,
-            rt.keys.token_hashes(token, ACCESS_KIND),
+            rt, request, params, hot.client_and_access_token, access_hashes
         )
     else:
         client = await authenticate_client(rt, request, params)  # RFC 7662 §2.1
-    if token is None:
-        raise oauth_error("invalid_request", "missing parameter: token")
     now = int(time.time())
     if at is not _NOT_READ and at is not None:
         found: tuple[int, dict[str, Any]] | None = _access_answer(at, now, rt.settings.issuer)
@@ -48,7 +46,7 @@ async def introspection_endpoint(request: Request) -> Response:
         found = await rt.db.run_read(
             _lookup,
             kinds if at is _NOT_READ else kinds[1:],
-            rt.keys.token_hashes(token, ACCESS_KIND),
+            access_hashes,
             rt.keys.token_hashes(token, REFRESH_KIND),
             now,
             rt.settings.issuer,
