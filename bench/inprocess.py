@@ -16,7 +16,9 @@ in, response bytes out, over 32 in-memory connections) instead of calling it as 
 server costs without the sockets, its lane and fast paths included.
 
 OP: client_credentials, introspection, bearer_get, authorize (GET with remembered consent),
-refresh_token (rotation; a pool of refresh tokens is minted first, outside the timing).
+refresh_token (rotation; a pool of refresh tokens is minted first, outside the timing),
+hello (the benchmark's ceiling, ``bench.ceiling``'s Starlette hello-world, no database: what
+the same driver costs for the stack alone, to subtract from the others).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 from bench.appdata import fresh_app, new_code, seed
 
-OPS = ("client_credentials", "introspection", "bearer_get", "authorize", "refresh_token")
+OPS = ("client_credentials", "introspection", "bearer_get", "authorize", "refresh_token", "hello")
 Scope = dict[str, Any]
 
 
@@ -112,7 +114,54 @@ def server_caller(app: Any, connections: int = 32) -> Any:
     return call
 
 
+async def _timed(one: Any, ok: int, n: int) -> float:
+    """CPU seconds per request of ``n`` calls of ``one``, 32 in flight, after a warm-up."""
+    for _ in range(50):  # warm: compiled statements, caches
+        status, raw = await one()
+        assert status == ok, (status, raw[:200])
+    sem = asyncio.Semaphore(32)
+
+    async def limited() -> None:
+        async with sem:
+            got, body = await one()
+            assert got == ok, (got, body[:200])
+
+    cpu = time.process_time()
+    await asyncio.gather(*(limited() for _ in range(n)))
+    return (time.process_time() - cpu) / n
+
+
+async def drive_hello(n: int, server: bool = False) -> float:
+    """The ceiling's app through the same driver (``server_caller`` or plain ASGI)."""
+    from bench.ceiling import app
+
+    if server:
+        call = server_caller(app)
+        return await _timed(lambda: call("GET", "/", []), 200, n)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def one() -> tuple[int, bytes]:
+        sent.clear()
+        await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                   "method": "GET", "scheme": "http", "path": "/", "raw_path": b"/",
+                   "query_string": b"", "root_path": "",
+                   "headers": [(b"host", b"127.0.0.1:8000")],
+                   "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)},
+                  receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    return await _timed(one, 200, n)
+
+
 async def drive(op: str, n: int, database_url: str, server: bool = False) -> float:
+    if op == "hello":
+        return await drive_hello(n, server)
     from consentry.store import tokens
     from consentry.web import session as sessions
 
@@ -189,23 +238,9 @@ async def drive(op: str, n: int, database_url: str, server: bool = False) -> flo
         "authorize": lambda: call("GET", "/oauth2_authorize.html", [(b"cookie", cookie)],
                                   query=f"client_id={client_id}&response_type=code".encode()),
     }
-    one = requests[op]
-    ok = 302 if op == "authorize" else 200
-    for _ in range(50):  # warm: compiled statements, caches
-        status, raw = await one()
-        assert status == ok, (status, raw[:200])
-    sem = asyncio.Semaphore(32)
-
-    async def limited() -> None:
-        async with sem:
-            got, body = await one()
-            assert got == ok, (got, body[:200])
-
-    cpu = time.process_time()
-    await asyncio.gather(*(limited() for _ in range(n)))
-    cpu = time.process_time() - cpu
+    per = await _timed(requests[op], 302 if op == "authorize" else 200, n)
     await rt.db.dispose()
-    return cpu / n
+    return per
 
 
 def callgrind(op: str, n: int, server: bool = False) -> float:

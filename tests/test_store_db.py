@@ -21,7 +21,9 @@ from sqlalchemy.engine import Connection
 
 from consentry.config import Settings
 from consentry.store import db as db_module
+from consentry.store import walindex
 from consentry.store.db import Database
+from consentry.store.walindex import HEADER_SIZE, WalIndexHeader
 
 
 class Boom(Exception):
@@ -533,3 +535,143 @@ def test_a_begin_on_a_busy_database_raises_sqlalchemys_operational_error(tmp_pat
     finally:
         holder.close()
         engine.dispose()
+
+
+def _traced(db: Database) -> list[str]:
+    """The statements the reader connection runs from now on."""
+    assert db._reader is not None
+    raw = db._reader.connection.dbapi_connection
+    seen: list[str] = []
+    raw.set_trace_callback(seen.append)  # type: ignore[union-attr]
+    return seen
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the header is mapped on Linux")
+def test_a_kept_read_is_checked_against_the_mapped_wal_index_header(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the header's two copies are as they were, a kept read runs no statement at all
+    (not even the PRAGMA); a commit by this process's writer or by another process moves
+    the header, and the next call reads again."""
+    monkeypatch.setattr(db_module, "HEADER_VERIFY_EVERY", 600.0)
+    db = Database(_settings(db_url))
+
+    async def main() -> None:
+        await db.run_write(_create)
+        await db.run_write(_insert, 1, False)
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1]
+        assert db._wal is not None and db._wal[1] is not None  # mapped by the first call
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1]  # the first header kept
+        seen = _traced(db)
+        for _ in range(3):
+            assert db.read_unchanged("a", lambda c: _all(c)) == [1]
+        assert seen == []  # no PRAGMA, no read
+        await db.run_write(_insert, 2, False)
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1, 2]
+        assert any("data_version" in s for s in seen) and any("SELECT x" in s for s in seen)
+        seen.clear()
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1, 2]
+        assert seen == []
+        code = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('INSERT INTO t (x) VALUES (3)'); c.commit()"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "db.sqlite3")], check=True, timeout=60
+        )
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1, 2, 3]
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the header is mapped on Linux")
+def test_a_header_whose_copies_differ_sends_the_read_to_the_pragma(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit half-way through writing the header (second copy new, first still old) is
+    never taken for an unchanged database."""
+    monkeypatch.setattr(db_module, "HEADER_VERIFY_EVERY", 600.0)
+    db = Database(_settings(db_url))
+
+    async def main() -> None:
+        await db.run_write(_create)
+        for _ in range(2):  # mapped by the first, kept by the second
+            assert db.read_unchanged("a", lambda c: _all(c)) == []
+        assert db._wal is not None and db._wal[1] is not None
+        assert db._unchanged_header is not None
+        raw, header = db._wal
+        both = bytearray(header.read())
+        both[HEADER_SIZE + 8] ^= 1  # the second copy's iChange, as a writer writes it first
+        db._wal = (raw, WalIndexHeader(both))
+        seen = _traced(db)
+        for _ in range(2):
+            assert db.read_unchanged("a", lambda c: _all(c)) == []
+            assert any("data_version" in s for s in seen)
+            assert db._unchanged_header is None  # a torn read is never what is kept
+            seen.clear()
+        header.close()
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the header is mapped on Linux")
+def test_a_header_that_misses_a_commit_is_dropped_at_the_next_verification(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Were the mapped bytes ever not SQLite's (here: a frozen copy of them), the PRAGMA made
+    every HEADER_VERIFY_EVERY finds the commit they missed: the header is dropped for good,
+    the read is made again, and it is logged."""
+    monkeypatch.setattr(db_module, "HEADER_VERIFY_EVERY", 0.0)
+    db = Database(_settings(db_url))
+
+    async def main() -> None:
+        await db.run_write(_create)
+        assert db.read_unchanged("a", lambda c: _all(c)) == []
+        assert db._wal is not None and db._wal[1] is not None
+        raw, header = db._wal
+        frozen = WalIndexHeader(bytes(header.read()))
+        db._wal = (raw, frozen)
+        assert db.read_unchanged("a", lambda c: _all(c)) == []  # kept under the frozen bytes
+        await db.run_write(_insert, 1, False)
+        with caplog.at_level("ERROR", logger="consentry.db"):
+            assert db.read_unchanged("a", lambda c: _all(c)) == [1]
+        assert "missed a commit" in caplog.text
+        assert db._wal == (raw, None)
+        await db.run_write(_insert, 2, False)
+        assert db.read_unchanged("a", lambda c: _all(c)) == [1, 2]  # the PRAGMA's way
+        header.close()
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_the_header_is_not_mapped_where_sqlite_does_not_use_the_file(tmp_path: Path) -> None:
+    """Exclusive locking keeps the WAL index in heap memory, and a file no descriptor of this
+    process holds (a copy) is not SQLite's: neither is mapped."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "x.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    conn.commit()
+    conn.execute("PRAGMA data_version").fetchone()
+    if Path("/proc/self/fd").is_dir():
+        mapped = walindex.open_for(conn, path)
+        assert mapped is not None and walindex.whole(mapped.read())
+        mapped.close()
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copy(path, copy)
+    shutil.copy(str(path) + "-shm", str(copy) + "-shm")
+    assert walindex.open_for(conn, copy) is None  # nobody here holds the copy's -shm
+    conn.close()
+    excl = sqlite3.connect(tmp_path / "excl.sqlite3")
+    excl.execute("PRAGMA locking_mode=EXCLUSIVE")
+    excl.execute("PRAGMA journal_mode=WAL")
+    excl.execute("CREATE TABLE t (x INTEGER)")
+    excl.commit()
+    assert walindex.open_for(excl, tmp_path / "excl.sqlite3") is None
+    excl.close()

@@ -46,13 +46,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from consentry.config import Settings, sqlite_path
+from consentry.store import walindex
 from consentry.store.pghot import HotPool, NotHot
+from consentry.store.walindex import WalIndexHeader, whole
 
 T = TypeVar("T")
 log = logging.getLogger("consentry.db")
 
 # Most values Database.read_unchanged keeps (a bearer GET's: a token row and a page).
 UNCHANGED_MAX = 1024
+# ... and how long its mapped WAL-index header may stand in for PRAGMA data_version before
+# the PRAGMA is made again (which also checks the header against it), in seconds.
+HEADER_VERIFY_EVERY = 0.1
 # The writer checkpoints the WAL itself, after it has answered a batch (see _Writer), when
 # at least this long and this many jobs have passed since its last checkpoint; SQLite's own
 # automatic checkpoint, which runs inside a COMMIT, stays as a safety net at a larger size
@@ -129,9 +134,17 @@ class Database:
         self._direct = self.is_sqlite and path is not None
         self._sync_engine: Engine | None = None
         self._reader: Connection | None = None
-        # read_unchanged's values, and the reader connection and data_version they hold for.
+        # read_unchanged's values, and the reader connection and data_version they hold for;
+        # the WAL-index header (both copies) read before that version, if it is mapped, and
+        # until when it may stand in for the PRAGMA.
         self._unchanged: dict[Hashable, Any] = {}
         self._unchanged_version: tuple[Any, int] | None = None
+        self._unchanged_header: bytes | None = None
+        self._verify_by = 0.0
+        self._sqlite_file = path
+        # The reader connection and its database's mapped WAL-index header (None: not
+        # mappable for that connection, see store/walindex.py).
+        self._wal: tuple[Any, WalIndexHeader | None] | None = None
         self._writer: _Writer | None = None
         # PostgreSQL: the hot functions on raw asyncpg connections (store/pghot.py).
         self._hot: HotPool | None = None
@@ -211,24 +224,73 @@ class Database:
         revoked token or a deleted row is seen by the very next read, as without this.
         What depends on time (a token's expiry) the caller checks on every call. ``fn``'s
         None is not kept; the values are shared, so they must not be changed. At most
-        ``UNCHANGED_MAX`` values are kept (then they are dropped all at once)."""
+        ``UNCHANGED_MAX`` values are kept (then they are dropped all at once).
+
+        Where the WAL-index header is mapped (store/walindex.py), the PRAGMA is skipped
+        while the header's two copies are still the bytes read before the kept version:
+        the same test, as a memory read, without a read transaction's two ``fcntl`` calls.
+        The PRAGMA is still made at least every ``HEADER_VERIFY_EVERY`` seconds; should it
+        ever find a commit the mapped header did not show, the header is dropped for good
+        (logged) and every call makes the PRAGMA again."""
         raw = self._reader_conn().connection.dbapi_connection
         cache = self._unchanged
+        wal = self._wal
+        header = wal[1] if wal is not None and wal[0] is raw else None
+        before = None
+        if header is not None:
+            before = header.read()
+            if before == self._unchanged_header and time.monotonic() < self._verify_by:
+                # Both copies as they were before the kept version was read: no commit has
+                # completed since, by any connection (nor is one half-way: the copies agree).
+                got = cache.get(key)
+                if got is not None:
+                    return got  # type: ignore[no-any-return]
+                return self._keep(key, fn, args)
         version = (raw, raw.execute("PRAGMA data_version").fetchone()[0])  # type: ignore[union-attr]
+        if header is not None:
+            after = header.read()  # read after the PRAGMA: it shows every commit the PRAGMA saw
+            kept = self._unchanged_version
+            if kept is not None and kept[0] is raw and kept[1] != version[1] and (
+                after == self._unchanged_header
+            ):
+                # data_version moved and the mapped header did not: it is not SQLite's.
+                log.error("sqlite: the mapped WAL-index header missed a commit; it is no "
+                          "longer used (PRAGMA data_version on every kept read)")
+                header.close()
+                self._wal = (raw, None)
+                header = before = None
+        elif wal is None or wal[0] is not raw:
+            self._map_header(raw)
         if version != self._unchanged_version:
             # A commit somewhere, or a new reader connection (whose counter starts anew).
             cache.clear()
             self._unchanged_version = version
+            got = None
         else:
             got = cache.get(key)
-            if got is not None:
-                return got  # type: ignore[no-any-return]
+        # ``before`` was read before this version: a later read that finds the header still
+        # so knows nothing was committed since (a torn read is never equal to a whole one).
+        self._unchanged_header = before if before is not None and whole(before) else None
+        self._verify_by = time.monotonic() + HEADER_VERIFY_EVERY
+        if got is not None:
+            return got  # type: ignore[no-any-return]
+        return self._keep(key, fn, args)
+
+    def _keep(self, key: Hashable, fn: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         value = self.read_now(fn, *args)
         if value is not None:
+            cache = self._unchanged
             if len(cache) >= UNCHANGED_MAX:
                 cache.clear()
             cache[key] = value
         return value
+
+    def _map_header(self, raw: Any) -> None:
+        """Map the reader connection's WAL-index header, or note that it cannot be."""
+        if self._wal is not None and self._wal[1] is not None:
+            self._wal[1].close()
+        path = self._sqlite_file
+        self._wal = (raw, walindex.open_for(raw, path) if path is not None else None)
 
     async def run_single_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``, a write that PostgreSQL gets as ONE statement.
@@ -308,6 +370,11 @@ class Database:
             self._reader = None
         self._unchanged.clear()
         self._unchanged_version = None
+        self._unchanged_header = None
+        if self._wal is not None:
+            if self._wal[1] is not None:
+                self._wal[1].close()
+            self._wal = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         if self._hot is not None:
