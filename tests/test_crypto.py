@@ -145,3 +145,15 @@ def test_each_thread_has_its_own_cipher_contexts() -> None:
     for th in threads:
         th.join()
     assert set(seen) == {want} and len(seen) == 8000
+
+
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_a_fingerprint_tells_values_apart_under_a_key_of_its_own(a: str, b: str) -> None:
+    """Keyring.fingerprint: the same value, the same 16 bytes; another value, others; and its
+    key is the keyring's own random one, not derived from the secret key (so it never lines
+    up with anything stored, or with another process's)."""
+    one, two = Keyring("s" * 64), Keyring("s" * 64)
+    assert one.fingerprint(a) == one.fingerprint(a) and len(one.fingerprint(a)) == 16
+    assert (one.fingerprint(a) == one.fingerprint(b)) == (a == b)
+    assert one.fingerprint(a) != two.fingerprint(a)
+    assert one.fingerprint(a).hex() not in (one.hash(a, "access_token"), one.token_hash(a, "a"))

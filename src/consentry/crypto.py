@@ -69,6 +69,8 @@ class Keyring:
         # ECB on one 16-byte block is AES itself, the keyed permutation: nothing chains.
         self._locate = Cipher(algorithms.AES(locate_key), modes.ECB())  # noqa: S305
         self._contexts = threading.local()
+        # A key of this process alone, made at start and never stored: fingerprint()'s.
+        self._fingerprint = hashlib.blake2s(key=os.urandom(32), digest_size=16)
 
     def _ecb(self) -> tuple[CipherContext, CipherContext]:
         # One (encryptor, decryptor) per thread: ECB on whole blocks keeps no state between
@@ -120,6 +122,16 @@ class Keyring:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+    def fingerprint(self, value: str) -> bytes:
+        """A 128-bit MAC (keyed BLAKE2s) of ``value`` under this process's own random key:
+        to tell one token from another in memory (the bearer GET's kept reads are indexed
+        by it) without keeping the token itself, and for less than its stored hash (~0.5
+        µs against ~2: no AES block, one short hash). Not stable across processes or
+        restarts, so never to be stored; two values share one with probability 2^-128."""
+        h = self._fingerprint.copy()
+        h.update(value.encode("utf-8", "surrogatepass"))
+        return h.digest()
 
     def csrf_token(self, session_id: str) -> str:
         return hmac.new(self._csrf_key, session_id.encode(), hashlib.sha256).hexdigest()

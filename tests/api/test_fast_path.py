@@ -25,6 +25,7 @@ from bench.appdata import Seeded, new_code, seed
 from consentry.api.resources import list_from_fields_fast
 from consentry.app import ConsentryApp, create_app
 from consentry.config import Settings
+from consentry.oauth.issue import ACCESS_KIND
 from consentry.store.migrate import upgrade
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -395,3 +396,22 @@ def test_a_page_longer_than_the_kept_bound_goes_the_ordinary_way(
     assert not both.rt.db._unchanged  # nothing kept
     status, _, body = _same(both, scope)
     assert status == 200 and len(body) > 10
+
+
+def test_kept_reads_are_per_token_and_hold_no_token(both: Both) -> None:
+    """A kept read answers only the token it was read for (a token without the scope is never
+    answered from another token's kept read), and what indexes the kept reads is neither the
+    token nor its stored hash (Keyring.fingerprint: a MAC under this process's own key)."""
+    reader = both.token()
+    writer_only = both.token("from-fields.write")
+    ok = both.scope("GET", "/v3/from-fields", [(b"authorization", f"Bearer {reader}".encode())])
+    _fill(both, ok)
+    other = both.scope(
+        "GET", "/v3/from-fields", [(b"authorization", f"Bearer {writer_only}".encode())]
+    )
+    assert list_from_fields_fast(both.rt, dict(other)) is None
+    assert both.lane(dict(other))[0] == 403
+    keys = [part for key in both.rt.db._unchanged for part in key]
+    stored = both.rt.keys.token_hash(reader, ACCESS_KIND)
+    assert both.rt.keys.fingerprint(reader) in keys
+    assert not any(k in (reader, stored, reader.encode(), stored.encode()) for k in keys)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from limits import RateLimitItemPerSecond, parse
 
 from consentry.api import ratelimit
@@ -70,3 +72,45 @@ def test_expired_windows_are_swept_so_memory_stays_bounded(clock: Clock) -> None
     clock.now += 2
     w.hit(item, "last")
     assert len(w) <= 2100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.floats(min_value=0, max_value=1.5)),
+        max_size=60,
+    ),
+    per_second=st.integers(min_value=1, max_value=4),
+    per_frame=st.integers(min_value=1, max_value=12),
+    frame_seconds=st.integers(min_value=2, max_value=5),
+)
+def test_a_pair_is_the_two_hits_it_stands_for(
+    steps: list[tuple[str, float]], per_second: int, per_frame: int, frame_seconds: int
+) -> None:
+    """``pair`` (the bearer calls' second and frame windows in one entry) answers exactly what
+    ``hit(second, "s:" + key)`` then ``hit(frame, "f:" + key, 1 if allowed else 0)`` do, call
+    after call, whatever the keys and the time between calls."""
+    now = [1000.0]
+    real = ratelimit.time.monotonic
+    ratelimit.time.monotonic = lambda: now[0]  # type: ignore[assignment]
+    try:
+        second = RateLimitItemPerSecond(per_second)
+        frame = parse(f"{per_frame}/{frame_seconds} seconds")
+        paired, two = LocalWindows(), LocalWindows()
+        for key, wait in steps:
+            now[0] += wait
+            ok_s, _rem, reset_s = two.hit(second, "s:" + key)
+            ok_f, rem_f, reset_f = two.hit(frame, "f:" + key, 1 if ok_s else 0)
+            got = paired.pair(key, second, frame)
+            assert got == (ok_s, 0 if ok_s else reset_s, ok_f, rem_f, reset_f)
+    finally:
+        ratelimit.time.monotonic = real  # type: ignore[method-assign]
+
+
+def test_pairs_are_swept_so_memory_stays_bounded(clock: Clock) -> None:
+    w = LocalWindows()
+    second, frame = RateLimitItemPerSecond(5), parse("10/2 seconds")
+    for i in range(5000):
+        w.pair(f"key-{i}", second, frame)
+        clock.now += 0.01  # each key's windows are over 200 keys later
+    assert len(w) < 2100

@@ -34,7 +34,7 @@ from consentry.http import JSON, Answer, dumps, json_headers, read_body
 from consentry.oauth.errors import BAD_HEADERS, ApiError, conflict, not_found, validation
 from consentry.oauth.issue import ACCESS_KIND
 from consentry.runtime import Runtime
-from consentry.store.hot import AccessToken, Prepared, TokenHashes, access_token_select
+from consentry.store.hot import AccessToken, Prepared, access_token_select
 from consentry.store.models import access_tokens, from_fields, users
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
@@ -430,10 +430,12 @@ def list_from_fields_fast(rt: Runtime, scope: Scope) -> Answer | None:
         token = bearer_value(header.decode("latin-1"))
     except ApiError:
         return None
-    hashes = rt.keys.token_hashes(token, ACCESS_KIND)
     now = int(time.time())
-    # The read and the page built from it, again only if nothing was committed since.
-    got = rt.db.read_unchanged((_COMMON_CALL, hashes[0]), _common_call, rt, hashes, token, now)
+    # The read and the page built from it, again only if nothing was committed since; kept
+    # under the token's fingerprint (its stored hash is computed only when it is read).
+    got = rt.db.read_unchanged(
+        (_COMMON_CALL, rt.keys.fingerprint(token)), _common_call, rt, token, now
+    )
     if got is None:
         return None
     found, page_headers, body = got
@@ -466,12 +468,13 @@ _KEPT_BODY_MAX = 16 * 1024
 
 
 def _common_call(
-    conn: Connection, rt: Runtime, hashes: TokenHashes, token: str, now: int
+    conn: Connection, rt: Runtime, token: str, now: int
 ) -> tuple[AccessToken, list[tuple[bytes, bytes]], bytes] | None:
     """The common call's read (the token, and the first page if the token passes) and its
     answer's body and page headers; None if the token does not pass (the ordinary way then
     answers) or if the page is longer than ``_KEPT_BODY_MAX``. The token's row is kept for
     the time checks of later calls."""
+    hashes = rt.keys.token_hashes(token, ACCESS_KIND)
     found, caller, pre = token_and_prefetch(
         conn, hashes, token, None, None, now, "from-fields.read", _read_first_page
     )
