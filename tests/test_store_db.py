@@ -8,6 +8,7 @@ and every other job in the batch is committed and answered.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import subprocess
 import sys
 import threading
@@ -603,7 +604,7 @@ def test_a_header_whose_copies_differ_sends_the_read_to_the_pragma(
         raw, header = db._wal
         both = bytearray(header.read())
         both[HEADER_SIZE + 8] ^= 1  # the second copy's iChange, as a writer writes it first
-        db._wal = (raw, WalIndexHeader(both))
+        db._wal = (raw, WalIndexHeader(ctypes.create_string_buffer(bytes(both), len(both))))
         seen = _traced(db)
         for _ in range(2):
             assert db.read_unchanged("a", lambda c: _all(c)) == []
@@ -631,7 +632,7 @@ def test_a_header_that_misses_a_commit_is_dropped_at_the_next_verification(
         assert db.read_unchanged("a", lambda c: _all(c)) == []
         assert db._wal is not None and db._wal[1] is not None
         raw, header = db._wal
-        frozen = WalIndexHeader(bytes(header.read()))
+        frozen = WalIndexHeader(ctypes.create_string_buffer(header.read(), 2 * HEADER_SIZE))
         db._wal = (raw, frozen)
         assert db.read_unchanged("a", lambda c: _all(c)) == []  # kept under the frozen bytes
         await db.run_write(_insert, 1, False)
@@ -675,3 +676,45 @@ def test_the_header_is_not_mapped_where_sqlite_does_not_use_the_file(tmp_path: P
     excl.commit()
     assert walindex.open_for(excl, tmp_path / "excl.sqlite3") is None
     excl.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the header is mapped on Linux")
+def test_mapping_the_header_keeps_sqlites_locks_on_the_file(db_url: str, tmp_path: Path) -> None:
+    """POSIX locks belong to a process and a file, and closing any descriptor of the file
+    drops them all: mapping the header must open and close none, or SQLite's shared lock on
+    the -shm file ("in use") is gone, and the next process to open the database takes it for
+    unused and reinitialises the file under this one (a crash: the server died so under the
+    growth benchmark's purge). Another process must still find that lock held."""
+    db = Database(_settings(db_url))
+
+    async def main() -> None:
+        await db.run_write(_create)
+        for _ in range(2):
+            assert db.read_unchanged("a", lambda c: _all(c)) == []
+        assert db._wal is not None and db._wal[1] is not None
+        code = (
+            "import fcntl, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "try:\n"
+            "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"  # SQLite's DMS byte
+            "except OSError:\n"
+            "    sys.exit(0)\n"
+            "sys.exit(1)\n"
+        )
+        shm = str(tmp_path / "db.sqlite3") + "-shm"
+        got = subprocess.run([sys.executable, "-c", code, shm], timeout=60, check=False)
+        assert got.returncode == 0, "SQLite's lock on the -shm file was dropped"
+        # Another process opens, writes and closes: this one goes on reading, unharmed.
+        write = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('INSERT INTO t (x) VALUES (5)'); c.commit(); c.close()"
+        )
+        subprocess.run(
+            [sys.executable, "-c", write, str(tmp_path / "db.sqlite3")], check=True, timeout=60
+        )
+        assert db.read_unchanged("a", lambda c: _all(c)) == [5]
+        await db.run_write(_insert, 6, False)
+        assert db.read_unchanged("a", lambda c: _all(c)) == [5, 6]
+        await db.dispose()
+
+    asyncio.run(main())

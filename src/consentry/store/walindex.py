@@ -21,19 +21,22 @@ It is only made (:func:`open_for`) where the file it maps is provably the one SQ
 for the connection: the connection is in WAL mode with normal locking (exclusive locking
 keeps the index in heap memory, not in the file), the header is initialised and of the
 version this format describes, and this process holds the same file (device and inode)
-open already — SQLite's own descriptor (checked on Linux through ``/proc/self/fd``; on
-other systems nothing is made and the PRAGMA stays). The mapping must not outlive the
-connection it was made for: while that connection is open, SQLite holds the file in place
-(a shared lock on it keeps any other process from deleting it on close).
+open already — SQLite's own descriptor, found on Linux through ``/proc/self/fd`` (on other
+systems nothing is made and the PRAGMA stays). It is mapped through that descriptor and
+no other is ever opened or closed on the file (see :func:`open_for`: a close would drop
+SQLite's locks). The mapping must not outlive the connection it was made for: while that
+connection is open, SQLite holds a shared lock on the file that keeps any other process
+from reinitialising or truncating it.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import logging
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +48,31 @@ HEADER_SIZE = 48
 WAL_INDEX_VERSION = 3007000
 _VERSION = struct.Struct("=I")
 _IS_INIT = 12
+_CLOSED = ctypes.create_string_buffer(0)  # what a closed header reads: never a whole one
 
 
 class WalIndexHeader:
-    """Both copies of the WAL-index header of one database, as SQLite's ``-shm`` holds them."""
+    """Both copies of the WAL-index header of one database, as SQLite's ``-shm`` holds them.
 
-    __slots__ = ("_map",)
+    ``view`` is anything with a ``raw`` attribute giving those 96 bytes: a ctypes array over
+    the mapped file (:func:`open_for`), or a buffer of fixed bytes (tests)."""
 
-    def __init__(self, mapping: Any) -> None:
-        self._map = mapping
+    __slots__ = ("_view", "_release")
+
+    def __init__(self, view: Any, release: Callable[[], None] | None = None) -> None:
+        self._view = view
+        self._release = release
 
     def read(self) -> bytes:
         """Both copies (96 bytes). Equal halves: one whole header; different: a commit is
         being written (or the file is not what it should be), so nothing can be concluded."""
-        return self._map[: 2 * HEADER_SIZE]  # type: ignore[no-any-return]
+        return self._view.raw  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._map.close()
+        release, self._release = self._release, None
+        self._view = _CLOSED
+        if release is not None:
+            release()
 
 
 def whole(both: bytes) -> bool:
@@ -80,39 +90,80 @@ def whole(both: bytes) -> bool:
 def open_for(raw: Any, database: Path) -> WalIndexHeader | None:
     """The header of ``database`` for the pysqlite connection ``raw``, or None where it
     cannot be shown to be the one SQLite uses (see the module's docstring). ``raw`` must
-    have run a statement on the database already (SQLite opens and maps the file then)."""
+    have run a statement on the database already (SQLite opens and maps the file then).
+
+    The file is mapped through SQLite's own descriptor, with mmap(2) itself: opening and
+    closing a descriptor of our own on it — as ``open`` + ``mmap.mmap`` would, which also
+    keeps and later closes a duplicate — would drop every POSIX lock this process holds on
+    the file (fcntl locks belong to the process and the file, and any close releases them),
+    SQLite's among them: its lock that says "this database is in use", without which the
+    next process to open the database reinitialises the file under our feet."""
     try:
         mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
         locking = raw.execute("PRAGMA locking_mode").fetchone()[0]
         if str(mode).lower() != "wal" or str(locking).lower() != "normal":
             return None
         shm = Path(str(database) + "-shm")
-        held = _held_by_this_process(shm)
-        if held is None:
+        fd = _descriptor_of(shm)
+        if fd is None:
             return None
-        fd = os.open(shm, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != held or st.st_size < 2 * HEADER_SIZE:
-                return None
-            # mmap keeps its own duplicate of the descriptor until it is closed.
-            mapping = mmap.mmap(fd, 2 * HEADER_SIZE, mmap.MAP_SHARED, mmap.PROT_READ)
-        finally:
-            os.close(fd)
-    except Exception as exc:  # noqa: BLE001 - the file, mmap or the database: the PRAGMA stays
+        header = _map(fd, shm)
+    except Exception as exc:  # noqa: BLE001 - the file, the mapping or the database: the PRAGMA stays
         log.info("sqlite: WAL-index header not mapped (%s); PRAGMA data_version instead",
                  type(exc).__name__)
         return None
-    header = WalIndexHeader(mapping)
-    if not whole(header.read()):
+    if header is not None and not whole(header.read()):
         header.close()
         return None
     return header
 
 
-def _held_by_this_process(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of ``path`` if one of this process's open descriptors is that file
-    (SQLite's, for the ``-shm`` file); None if not, or where this cannot be seen."""
+def _same_file(fd: int, want: tuple[int, int]) -> bool:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == want and st.st_size >= 2 * HEADER_SIZE
+
+
+def _map(fd: int, shm: Path) -> WalIndexHeader | None:
+    """The first 96 bytes of the file open as ``fd`` (SQLite's), mapped read-only."""
+    st = os.stat(shm)
+    want = (st.st_dev, st.st_ino)
+    if not _same_file(fd, want):
+        return None
+    libc = _libc()
+    addr = libc.mmap(None, 2 * HEADER_SIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        return None
+    # The descriptor may not have been swapped for another file while it was mapped: it is
+    # still that file after the call (a mapping holds its file, not the descriptor).
+    if not _same_file(fd, want):
+        libc.munmap(addr, 2 * HEADER_SIZE)
+        return None
+    view = (ctypes.c_char * (2 * HEADER_SIZE)).from_address(addr)
+    return WalIndexHeader(view, lambda: libc.munmap(addr, 2 * HEADER_SIZE))
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_long,
+        ]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        _LIBC = libc
+    return _LIBC
+
+
+def _descriptor_of(path: Path) -> int | None:
+    """One of this process's open descriptors that is ``path`` (SQLite's, for the ``-shm``
+    file), found without opening the file; None if there is none, or where this cannot be
+    seen (no ``/proc/self/fd``)."""
     fds = Path("/proc/self/fd")
     try:
         st = os.stat(path)
@@ -122,9 +173,9 @@ def _held_by_this_process(path: Path) -> tuple[int, int] | None:
     want = (st.st_dev, st.st_ino)
     for name in names:
         try:
-            other = os.stat(fds / name)
+            other = os.stat(fds / name)  # follows the link: stat, no open
         except OSError:  # closed since the listing (or the listing's own descriptor)
             continue
         if (other.st_dev, other.st_ino) == want:
-            return want
+            return int(name)
     return None
