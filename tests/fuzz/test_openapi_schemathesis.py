@@ -41,6 +41,8 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
+# Set by the HTTP client from the request itself, never by the caller.
+FRAMING_HEADERS = {"content-length", "transfer-encoding", "host", "connection"}
 OPERATIONS = {
     "GET /v3/accounts",
     "GET /v3/from-fields",
@@ -72,6 +74,14 @@ def fuzz(op: Any, auth: str) -> None:
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
+        if case.headers:
+            # Negative cases add headers of any name; one that frames the message itself
+            # (a Content-Length "epQAte&8") makes it no HTTP request at all, which the HTTP
+            # layer refuses (400) before any operation runs: outside what the document
+            # describes. The rest of the case is still sent.
+            case.headers = {
+                k: v for k, v in case.headers.items() if k.lower() not in FRAMING_HEADERS
+            }
         case.call_and_validate(headers={"Authorization": auth}, checks=CHECKS)
 
     run()
