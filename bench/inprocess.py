@@ -114,6 +114,32 @@ def server_caller(app: Any, connections: int = 32) -> Any:
     return call
 
 
+def asgi_caller(app: Any) -> Any:
+    """A ``call`` that hands the app an ASGI scope directly (no server protocol)."""
+
+    async def call(method: str, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes = b"", query: bytes = b"") -> tuple[int, bytes]:
+        scope: Scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": query, "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+            "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000),
+        }
+        messages: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await app(scope, receive, send)
+        return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+    return call
+
+
 async def _timed(one: Any, ok: int, n: int) -> float:
     """CPU seconds per request of ``n`` calls of ``one``, 32 in flight, after a warm-up."""
     for _ in range(50):  # warm: compiled statements, caches
@@ -132,31 +158,11 @@ async def _timed(one: Any, ok: int, n: int) -> float:
 
 
 async def drive_hello(n: int, server: bool = False) -> float:
-    """The ceiling's app through the same driver (``server_caller`` or plain ASGI)."""
+    """The ceiling's app through the same driver (``server_caller`` or ``asgi_caller``)."""
     from bench.ceiling import app
 
-    if server:
-        call = server_caller(app)
-        return await _timed(lambda: call("GET", "/", []), 200, n)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def one() -> tuple[int, bytes]:
-        sent.clear()
-        await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                   "method": "GET", "scheme": "http", "path": "/", "raw_path": b"/",
-                   "query_string": b"", "root_path": "",
-                   "headers": [(b"host", b"127.0.0.1:8000")],
-                   "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000)},
-                  receive, send)
-        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
-
-    return await _timed(one, 200, n)
+    call = server_caller(app) if server else asgi_caller(app)
+    return await _timed(lambda: call("GET", "/", []), 200, n)
 
 
 async def drive(op: str, n: int, database_url: str, server: bool = False) -> float:
@@ -181,28 +187,7 @@ async def drive(op: str, n: int, database_url: str, server: bool = False) -> flo
     )
     code = await new_code(rt, seeded)
 
-    async def call(method: str, path: str, headers: list[tuple[bytes, bytes]],
-                   body: bytes = b"", query: bytes = b"") -> tuple[int, bytes]:
-        scope: Scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": query, "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), *headers],
-            "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000),
-        }
-        messages: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            messages.append(message)
-
-        await app(scope, receive, send)
-        return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
-
-    if server:
-        call = server_caller(app)  # type: ignore[assignment]
+    call = server_caller(app) if server else asgi_caller(app)
     basic = [(b"authorization", b"Basic " + base64.b64encode(f"{client_id}:{secret}".encode()))]
     form = [(b"content-type", b"application/x-www-form-urlencoded")]
     status, raw = await call("POST", "/v3/token", basic + form,

@@ -46,9 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from consentry.config import Settings, sqlite_path
-from consentry.store import walindex
 from consentry.store.pghot import HotPool, NotHot
-from consentry.store.walindex import WalIndexHeader, whole
+from consentry.store.walindex import WalIndexHeader, open_for, whole
 
 T = TypeVar("T")
 log = logging.getLogger("consentry.db")
@@ -290,7 +289,7 @@ class Database:
         if self._wal is not None and self._wal[1] is not None:
             self._wal[1].close()
         path = self._sqlite_file
-        self._wal = (raw, walindex.open_for(raw, path) if path is not None else None)
+        self._wal = (raw, open_for(raw, path) if path is not None else None)
 
     async def run_single_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``, a write that PostgreSQL gets as ONE statement.

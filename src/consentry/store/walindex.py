@@ -104,10 +104,10 @@ def open_for(raw: Any, database: Path) -> WalIndexHeader | None:
         if str(mode).lower() != "wal" or str(locking).lower() != "normal":
             return None
         shm = Path(str(database) + "-shm")
-        fd = _descriptor_of(shm)
-        if fd is None:
+        held = _descriptor_of(shm)
+        if held is None:
             return None
-        header = _map(fd, shm)
+        header = _map(*held)
     except Exception as exc:  # noqa: BLE001 - the file, the mapping or the database: the PRAGMA stays
         log.info("sqlite: WAL-index header not mapped (%s); PRAGMA data_version instead",
                  type(exc).__name__)
@@ -123,10 +123,9 @@ def _same_file(fd: int, want: tuple[int, int]) -> bool:
     return (st.st_dev, st.st_ino) == want and st.st_size >= 2 * HEADER_SIZE
 
 
-def _map(fd: int, shm: Path) -> WalIndexHeader | None:
-    """The first 96 bytes of the file open as ``fd`` (SQLite's), mapped read-only."""
-    st = os.stat(shm)
-    want = (st.st_dev, st.st_ino)
+def _map(fd: int, want: tuple[int, int]) -> WalIndexHeader | None:
+    """The first 96 bytes of the file open as ``fd`` (SQLite's; ``want``: its device and
+    inode), mapped read-only."""
     if not _same_file(fd, want):
         return None
     libc = _libc()
@@ -160,10 +159,10 @@ def _libc() -> Any:
     return _LIBC
 
 
-def _descriptor_of(path: Path) -> int | None:
+def _descriptor_of(path: Path) -> tuple[int, tuple[int, int]] | None:
     """One of this process's open descriptors that is ``path`` (SQLite's, for the ``-shm``
-    file), found without opening the file; None if there is none, or where this cannot be
-    seen (no ``/proc/self/fd``)."""
+    file), found without opening the file, with the file's device and inode; None if there
+    is none, or where this cannot be seen (no ``/proc/self/fd``)."""
     fds = Path("/proc/self/fd")
     try:
         st = os.stat(path)
@@ -177,5 +176,5 @@ def _descriptor_of(path: Path) -> int | None:
         except OSError:  # closed since the listing (or the listing's own descriptor)
             continue
         if (other.st_dev, other.st_ino) == want:
-            return int(name)
+            return int(name), want
     return None
