@@ -34,9 +34,17 @@ from consentry.api.resources import get_account, list_from_fields, list_from_fie
 from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
 from consentry.crypto import Keyring
-from consentry.http import JSON, WHOLE_BODY, Answer, BodyTooLarge, error_response
+from consentry.http import JSON, WHOLE_BODY, Answer, BodyTooLarge, dumps, error_response
 from consentry.metrics import Metrics
-from consentry.oauth.errors import INTERNAL, NOT_FOUND, VALIDATION, ApiError, oauth_error
+from consentry.oauth.errors import (
+    BAD_HEADERS,
+    INTERNAL,
+    NOT_FOUND,
+    VALIDATION,
+    ApiError,
+    error_body,
+    oauth_error,
+)
 from consentry.oauth.introspection import introspection_endpoint
 from consentry.oauth.metadata import metadata_endpoint
 from consentry.oauth.revocation import revocation_endpoint
@@ -228,8 +236,11 @@ class RequestContext:
             return "unmatched"
         return str(getattr(route, "path", "other"))
 
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
     def _begin(self, scope: Scope) -> str:
-        rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        rid = self.new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         return rid
 
@@ -515,6 +526,17 @@ class ConsentryApp(Starlette):
     ) -> asyncio.Task[None] | None:
         scope["app"] = self
         return self.context.lane(route, scope, body, reply)
+
+    def protocol_error(self, status: int, message: str) -> bytes:
+        """The JSON body for a request the HTTP layer refuses before any route sees it (not
+        HTTP/1.1 it can parse: 400; a head over the server's cap: 431): the documented error
+        body (SPEC 1.4, code 1021 with RFC 6749's ``invalid_request``, since the request may
+        have been meant for the token endpoint), its ``uuid`` logged with the refusal."""
+        rid = self.context.new_request_id()
+        err = ApiError(BAD_HEADERS, message, {}, status, "invalid_request")
+        log.warning(json.dumps({"uuid": rid, "event": "http_refused", "status": status,
+                                "message": message}))
+        return dumps(error_body(err, rid, self.state.rt.settings.docs_url))
 
     async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.middleware_stack is None:

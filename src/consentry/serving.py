@@ -4,7 +4,9 @@ responses written at the end of the event loop's turn.
 uvicorn's httptools protocol buffers a request line and headers of any size: a client that
 sends megabytes of header (or never ends one) holds that much memory per connection. Bodies
 are capped by :func:`consentry.http.read_body`; this caps the head, so that an
-unauthenticated flood of huge heads gets a 431 instead of exhausting memory.
+unauthenticated flood of huge heads gets a 431 instead of exhausting memory. That 431, and
+the 400 for bytes the HTTP parser refuses (uvicorn's plain-text "Invalid HTTP request
+received."), carry the documented JSON error body like every other error (code 1021).
 
 uvloop sends each ``transport.write`` at once, with its own ``send`` system call: uvicorn's
 head and body of one response were two (and, without Nagle's delay, often two TCP segments),
@@ -266,8 +268,44 @@ def http_options() -> dict[str, Any]:
             if counting and self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_REQUEST_HEAD:
+                    self._refuse(431, f"Request header fields too large (at most "
+                                 f"{MAX_REQUEST_HEAD} bytes of request line and headers)")
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn's answer to bytes its parser refuses (a malformed request line, header
+            # or framing: "Invalid HTTP request received."), as the documented error body.
+            self._refuse(400, msg.rstrip("."))
+
+        def _refuse(self, status: int, message: str) -> None:
+            """Answer a request no route saw with ``status`` and hang up: consentry's JSON
+            error body (``ConsentryApp.protocol_error``), plain text for another app."""
+            app = self._lane_app
+            if app is None or not hasattr(app, "protocol_error"):
+                if status == 431:
                     self.transport.write(_REFUSAL)
                     self.transport.close()
+                else:
+                    super().send_400_response(message + ".")
+                return
+            try:
+                body = app.protocol_error(status, message)
+            except Exception:  # noqa: BLE001 - the refusal itself must not fail
+                self.logger.exception("Could not render a %d refusal", status)
+                body = b'{"httpStatus":%d,"code":1021}' % status
+            self.transport.write(
+                b"".join(
+                    (
+                        STATUS_LINE[status],
+                        _default_block(self.server_state.default_headers),
+                        b"content-type: application/json\r\n"
+                        b"cache-control: no-store\r\n"
+                        b"content-length: %d\r\n"
+                        b"connection: close\r\n\r\n" % len(body),
+                        body,
+                    )
+                )
+            )
+            self.transport.close()
 
     return {"http": BoundedHttpToolsProtocol}
 

@@ -90,6 +90,70 @@ def raw_request(server: Server, head: bytes, chunk: int = 1 << 16) -> bytes:
     return data.split(b"\r\n", 1)[0]
 
 
+def raw_answer(server: Server, request: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Send ``request`` as is; the status line, headers and body of the answer (read until
+    the server hangs up)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines)}
+    return status, headers, body
+
+
+MALFORMED = {
+    "content-length not a number": b"GET /v3/accounts HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: epQAte&8\r\n\r\n",
+    "two content-lengths": b"POST /v3/token HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+    b"Content-Length: 30\r\n\r\nabc",
+    "bad chunk size": b"POST /v3/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "control byte in a header": b"GET /v3/accounts HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "no HTTP at all": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
+    "space in the header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_unparseable_requests_get_the_documented_error_body(server: Server, name: str) -> None:
+    """Bytes the HTTP parser refuses never reach a route; the 400 still carries the error
+    body every other error has (SPEC 1.4: code 1021, and RFC 6749's members), not uvicorn's
+    plain text, and its uuid is in the server log."""
+    status, headers, body = raw_answer(server, MALFORMED[name])
+    assert status.startswith(b"HTTP/1.1 400 "), (name, status, body[:200])
+    assert headers[b"content-type"] == b"application/json"
+    assert headers[b"connection"] == b"close"
+    assert int(headers[b"content-length"]) == len(body)
+    err = json.loads(body)
+    assert err["httpStatus"] == 400 and err["code"] == 1021, err
+    assert err["error"] == "invalid_request"
+    assert err["codeDescription"] and err["message"] and err["moreInfo"].endswith("/errors/1021")
+    assert err["context"] == {}
+    assert len(err["uuid"]) == 32
+    deadline = time.monotonic() + 5
+    while err["uuid"] not in server.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert err["uuid"] in server.log_path.read_text()
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_an_oversized_head_gets_431_with_the_error_body(server: Server) -> None:
+    # A head still unfinished after 66,000 bytes: the server has read all of it when it
+    # refuses, so its answer is not lost to a reset.
+    status, headers, body = raw_answer(
+        server, b"GET /v3/accounts HTTP/1.1\r\nHost: x\r\nX-Big: ".ljust(66_000, b"a")
+    )
+    assert status.startswith(b"HTTP/1.1 431 "), status
+    assert headers[b"content-type"] == b"application/json"
+    err = json.loads(body)
+    assert (err["httpStatus"], err["code"], err["error"]) == (431, 1021, "invalid_request")
+    assert "65536" in err["message"]
+
+
 def test_oversized_request_heads_are_refused(server: Server) -> None:
     """A request head of megabytes would be held in memory while it arrives."""
     heads = {
