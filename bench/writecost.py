@@ -114,19 +114,21 @@ def _writes(
     ).fetchall()
     if len(tokens) < batch:
         raise SystemExit("too few unspent refresh tokens in this database")
+    spend = "spend (UPDATE refresh_tokens ... RETURNING)"
+    touch = "grant touch (UPDATE grants ... RETURNING)"
+    access, refresh = "access token INSERT", "refresh token INSERT"
     statements = {
-        "spend (UPDATE refresh_tokens ... RETURNING)": _compiled(hot._SPEND_REFRESH),
-        "grant touch (UPDATE grants ... RETURNING)": _compiled(hot._TOUCH_GRANT),
-        "access token INSERT": _compiled(hot._INSERT_ACCESS),
-        "refresh token INSERT": _compiled(hot._INSERT_REFRESH),
+        spend: _compiled(hot._SPEND_REFRESH),
+        touch: _compiled(hot._TOUCH_GRANT),
+        access: _compiled(hot._INSERT_ACCESS),
+        refresh: _compiled(hot._INSERT_REFRESH),
     }
-    spend, touch, access, refresh = statements.values()
     cost = dict.fromkeys([*statements, "BEGIN IMMEDIATE", "COMMIT"], 0.0)
-    names = list(cost)
 
-    def run(name: str, stmt: tuple[str, tuple[str, ...]], values: dict[str, Any]) -> list[Any]:
+    def run(name: str, values: dict[str, Any]) -> list[Any]:
+        sql, order = statements[name]
         started = time.thread_time()
-        got = conn.execute(stmt[0], [values[k] for k in stmt[1]]).fetchall()
+        got = conn.execute(sql, [values[k] for k in order]).fetchall()
         cost[name] += time.thread_time() - started
         return got
 
@@ -136,13 +138,13 @@ def _writes(
         conn.execute("BEGIN IMMEDIATE")
         cost["BEGIN IMMEDIATE"] += time.thread_time() - started
         for token_id, token_hash, client_pk, user_id, grant_id, scope in tokens[i : i + batch]:
-            spent = run(names[0], spend, {
+            spent = run(spend, {
                 "p_spent": token_id, "p_hash": token_hash, "p_client": client_pk, "p_now": now,
                 "p_blob": os.urandom(150), "p_successor": secrets.token_hex(32)})
             assert spent, "the spend found no row"
-            run(names[1], touch, {"p_id": grant_id, "p_now": now})
-            for name, stmt in ((names[2], access), (names[3], refresh)):
-                run(name, stmt, {
+            run(touch, {"p_id": grant_id, "p_now": now})
+            for name in (access, refresh):
+                run(name, {
                     "p_token_hash": secrets.token_hex(32), "p_client_pk": client_pk,
                     "p_user_id": user_id, "p_grant_id": grant_id, "p_scope": scope,
                     "p_expires_at": now + 3600})

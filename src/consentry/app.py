@@ -34,7 +34,16 @@ from consentry.api.resources import get_account, list_from_fields, list_from_fie
 from consentry.api.routes import routes as api_routes
 from consentry.config import Settings
 from consentry.crypto import Keyring
-from consentry.http import JSON, WHOLE_BODY, Answer, BodyTooLarge, dumps, error_response
+from consentry.http import (
+    JSON,
+    NO_STORE,
+    WHOLE_BODY,
+    Answer,
+    BodyTooLarge,
+    dumps,
+    error_response,
+    json_headers,
+)
 from consentry.metrics import Metrics
 from consentry.oauth.errors import (
     BAD_HEADERS,
@@ -527,16 +536,18 @@ class ConsentryApp(Starlette):
         scope["app"] = self
         return self.context.lane(route, scope, body, reply)
 
-    def protocol_error(self, status: int, message: str) -> bytes:
-        """The JSON body for a request the HTTP layer refuses before any route sees it (not
-        HTTP/1.1 it can parse: 400; a head over the server's cap: 431): the documented error
-        body (SPEC 1.4, code 1021 with RFC 6749's ``invalid_request``, since the request may
-        have been meant for the token endpoint), its ``uuid`` logged with the refusal."""
+    def protocol_error(self, status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and JSON body for a request the HTTP layer refuses before any route
+        sees it (not HTTP/1.1 it can parse: 400; a head over the server's cap: 431): the
+        documented error body (SPEC 1.4, code 1021 with RFC 6749's ``invalid_request``,
+        since the request may have been meant for the token endpoint) with the no-store
+        headers ``error_response`` gives it, its ``uuid`` logged with the refusal."""
         rid = self.context.new_request_id()
         err = ApiError(BAD_HEADERS, message, {}, status, "invalid_request")
         log.warning(json.dumps({"uuid": rid, "event": "http_refused", "status": status,
                                 "message": message}))
-        return dumps(error_body(err, rid, self.state.rt.settings.docs_url))
+        body = dumps(error_body(err, rid, self.state.rt.settings.docs_url))
+        return json_headers(len(body), NO_STORE), body
 
     async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.middleware_stack is None:

@@ -288,23 +288,16 @@ def http_options() -> dict[str, Any]:
                     super().send_400_response(message + ".")
                 return
             try:
-                body = app.protocol_error(status, message)
+                headers, body = app.protocol_error(status, message)
             except Exception:  # noqa: BLE001 - the refusal itself must not fail
                 self.logger.exception("Could not render a %d refusal", status)
                 body = b'{"httpStatus":%d,"code":1021}' % status
-            self.transport.write(
-                b"".join(
-                    (
-                        STATUS_LINE[status],
-                        _default_block(self.server_state.default_headers),
-                        b"content-type: application/json\r\n"
-                        b"cache-control: no-store\r\n"
-                        b"content-length: %d\r\n"
-                        b"connection: close\r\n\r\n" % len(body),
-                        body,
-                    )
-                )
-            )
+                headers = [(b"content-length", b"%d" % len(body)),
+                           (b"content-type", b"application/json")]
+            content = [STATUS_LINE[status], _default_block(self.server_state.default_headers)]
+            content += [name + b": " + value + b"\r\n" for name, value in headers]
+            content += (b"connection: close\r\n\r\n", body)
+            self.transport.write(b"".join(content))
             self.transport.close()
 
     return {"http": BoundedHttpToolsProtocol}

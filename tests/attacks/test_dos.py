@@ -127,6 +127,7 @@ def test_unparseable_requests_get_the_documented_error_body(server: Server, name
     assert status.startswith(b"HTTP/1.1 400 "), (name, status, body[:200])
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"connection"] == b"close"
+    assert (headers[b"cache-control"], headers[b"pragma"]) == (b"no-store", b"no-cache")
     assert int(headers[b"content-length"]) == len(body)
     err = json.loads(body)
     assert err["httpStatus"] == 400 and err["code"] == 1021, err
