@@ -37,6 +37,7 @@ class Cell:
     na: str | None = None
     pool: int | None = None
     notes: list[str] = field(default_factory=list)
+    writer: dict[str, Any] | None = None  # consentry's SQLite writer meanwhile (bench.writer)
 
     def as_json(self, ceiling: float) -> dict[str, Any]:
         if self.result is None:
@@ -63,6 +64,7 @@ class Cell:
             else round(r.cpu_ms_per_req, 4),
             "server_cpu_util": None if r.cpu_util is None else round(r.cpu_util, 3),
             "ratio_to_ceiling": round(r.rate / ceiling, 4) if ceiling else None,
+            "sqlite_writer": self.writer,
             "notes": self.notes,
         }
 

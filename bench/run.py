@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench import procs, profile, report
+from bench import procs, profile, report, writer
 from bench.report import Cell
 from bench.targets import (
     Consentry,
@@ -90,18 +90,28 @@ class Bench:
         *,
         warmup: bool = True,
         profile_it: bool = False,
+        cell: Cell | None = None,
     ) -> WrkResult:
-        """One timed wrk run; also the server's CPU time during it (``pid``'s utime+stime)."""
+        """One timed wrk run; also the server's CPU time during it (``pid``'s utime+stime)
+        and, given the ``cell`` of a consentry scenario (``profile_it``), what its SQLite
+        writer did (``bench.writer``: a note on the cell if commits were slow)."""
         if warmup and self.args.warmup > 0:
             self.wrk(url, script, env, self.args.warmup)
         prof = None
         if self.args.profile and profile_it:
             prof = profile.start(pid, self.work / f"{scenario}.raw", self.duration, self.pinning)
+        before = writer.scrape(url) if profile_it and cell is not None else None
         cpu0 = procs.cpu_seconds(pid)
         r = self.wrk(url, script, env, self.duration)
         cpu1 = procs.cpu_seconds(pid)
         if cpu0 is not None and cpu1 is not None:
             r.server_cpu_s = cpu1 - cpu0
+        after = writer.scrape(url) if before is not None else None
+        if cell is not None and before is not None and after is not None:
+            cell.writer = writer.during(before, after, r.seconds)
+            line = writer.note(cell.writer) if cell.writer else None
+            if line:
+                cell.notes.append(line)
         if prof is not None:
             summary = profile.finish(prof, self.out_dir / f"profile-{scenario}")
             if summary:
@@ -296,6 +306,7 @@ class Bench:
                     "static.lua",
                     self.static_env(t, scenario),
                     profile_it=t.name == "consentry",
+                    cell=cell,
                 )
             except Exception as exc:  # noqa: BLE001
                 cell.na = f"failed: {exc}"
@@ -354,6 +365,7 @@ class Bench:
             env,
             warmup=False,
             profile_it=t.name == "consentry",
+            cell=cell,
         )
         if r.exhausted:
             cell.notes.append(

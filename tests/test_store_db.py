@@ -718,3 +718,48 @@ def test_mapping_the_header_keeps_sqlites_locks_on_the_file(db_url: str, tmp_pat
         await db.dispose()
 
     asyncio.run(main())
+
+
+def _slow_insert(conn: Connection, x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return _insert(conn, x, False)
+
+
+def test_writer_stats_time_each_batch_and_checkpoint(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``writer_stats``: every batch's transaction is timed, BEGIN to COMMIT (a job that takes
+    30 ms puts its batch in the 25-50 ms bucket), every checkpoint too, and jobs are counted;
+    a batch that fails is timed as well."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(db_module, "CHECKPOINT_JOBS", 1)
+    db = Database(_settings(db_url))
+    assert db.writer_stats() == (
+        0,
+        db_module.TIMING_BOUNDS,
+        ((0,) * (len(db_module.TIMING_BOUNDS) + 1), 0.0),
+        ((0,) * (len(db_module.TIMING_BOUNDS) + 1), 0.0),
+    )
+
+    async def main() -> None:
+        await db.run_write(_create)
+        await db.run_write(_slow_insert, 1, 0.03)
+        with pytest.raises(Boom):
+            await db.run_write(_insert, 2, True)
+        stats = db.writer_stats()
+        assert stats is not None
+        counts, total = stats.commits
+        assert stats.jobs == 3 and sum(counts) == 3
+        slow = db_module.TIMING_BOUNDS.index(0.05)  # the bucket (0.025, 0.05]
+        assert counts[slow] == 1 and total >= 0.03
+        checkpoints, spent = stats.checkpoints
+        assert sum(checkpoints) == _writer(db).checkpoints >= 1 and spent > 0
+        await db.dispose()
+        assert db.writer_stats() is not None  # the timings outlive the writer
+
+    asyncio.run(main())
+
+
+def test_there_are_no_writer_stats_without_a_writer() -> None:
+    """An in-memory SQLite URL has no writer thread (nor has PostgreSQL): None."""
+    assert Database(_settings("sqlite:///:memory:")).writer_stats() is None

@@ -425,6 +425,7 @@ async def purge_forever(rt: Runtime) -> None:
 def create_app(settings: Settings) -> ConsentryApp:
     db = Database(settings)
     metrics = Metrics()
+    metrics.watch_sqlite_writer(db.writer_stats)  # nothing on PostgreSQL
     rt = Runtime(
         metrics=metrics,
         settings=settings,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -16,6 +16,16 @@ _LE: tuple[str, ...] = (
     *(floatToGoString(b) for b in LATENCY_BUCKETS),  # type: ignore[no-untyped-call]
     "+Inf",
 )
+
+
+def _buckets(les: Sequence[str], counts: Sequence[float]) -> list[tuple[str, float]]:
+    """Prometheus's cumulative (le, count) pairs from per-bucket counts (the last: +Inf)."""
+    cumulative = 0.0
+    out: list[tuple[str, float]] = []
+    for le, in_bucket in zip(les, counts, strict=False):
+        cumulative += in_bucket
+        out.append((le, cumulative))
+    return out
 
 
 class RequestStats:
@@ -57,13 +67,59 @@ class RequestStats:
             labels=["route"],
         )
         for route, row in list(self._latency.items()):
-            cumulative = 0.0
-            buckets: list[tuple[str, float]] = []
-            for le, in_bucket in zip(_LE, row, strict=False):
-                cumulative += in_bucket
-                buckets.append((le, cumulative))
-            latency.add_metric([route], buckets, row[-1])
+            latency.add_metric([route], _buckets(_LE, row), row[-1])
         yield latency
+
+
+class WriterStatsLike(Protocol):
+    """``store.db.WriterStats`` as read here (this module imports no layer)."""
+
+    @property
+    def jobs(self) -> int: ...
+    @property
+    def bounds(self) -> tuple[float, ...]: ...
+    @property
+    def commits(self) -> tuple[tuple[int, ...], float]: ...
+    @property
+    def checkpoints(self) -> tuple[tuple[int, ...], float]: ...
+
+
+class SqliteWriterStats:
+    """The SQLite group-commit writer's work, read from ``source`` when ``/metrics`` is
+    scraped: ``consentry_sqlite_group_commit_seconds`` (one observation per batch: its
+    transaction's wall time, the WAL's fsync included — what every write request in it
+    waited for at least; a slow disk shows here first), ``consentry_sqlite_checkpoint_seconds``
+    (the writer's WAL checkpoints) and ``consentry_sqlite_write_jobs_total`` (writes; jobs
+    over commits is the batch size)."""
+
+    def __init__(self, source: Callable[[], WriterStatsLike | None]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._source()
+        if stats is None:
+            return
+        les = (*(floatToGoString(b) for b in stats.bounds), "+Inf")  # type: ignore[no-untyped-call]
+        for name, doc, (counts, total) in (
+            (
+                "consentry_sqlite_group_commit_seconds",
+                "SQLite group commits: wall time of each batch's transaction, fsync included",
+                stats.commits,
+            ),
+            (
+                "consentry_sqlite_checkpoint_seconds",
+                "WAL checkpoints run by the SQLite writer (no batch is written meanwhile)",
+                stats.checkpoints,
+            ),
+        ):
+            family = HistogramMetricFamily(name, doc)
+            family.add_metric([], _buckets(les, counts), total)
+            yield family
+        jobs = CounterMetricFamily(
+            "consentry_sqlite_write_jobs", "Write jobs committed or refused by the SQLite writer"
+        )
+        jobs.add_metric([], stats.jobs)
+        yield jobs
 
 
 class Metrics:
@@ -92,6 +148,10 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+
+    def watch_sqlite_writer(self, source: Callable[[], WriterStatsLike | None]) -> None:
+        """Expose the SQLite writer's work (``SqliteWriterStats``) read from ``source``."""
+        self.registry.register(SqliteWriterStats(source))
 
     def count_issued(self, grant_type: str) -> None:
         """One more token endpoint success (the label child is looked up once per grant

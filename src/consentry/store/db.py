@@ -35,9 +35,10 @@ import logging
 import queue
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -66,6 +67,8 @@ CHECKPOINT_JOBS = 100
 WRITER_AUTOCHECKPOINT = 10_000
 # Most jobs one group commit carries; more wait for the next batch.
 MAX_BATCH = 256
+# Bounds (seconds) of the writer's duration histograms (``Timings``): the request latency's.
+TIMING_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Filling a batch under concurrency (see _Writer): from this many writes in flight, wait
 # until this share of them is queued, at most this long; the load is the most seen in the
 # last window (seconds).
@@ -145,6 +148,9 @@ class Database:
         # mappable for that connection, see store/walindex.py).
         self._wal: tuple[Any, WalIndexHeader | None] | None = None
         self._writer: _Writer | None = None
+        # The writer's durations, kept here so that they outlive a writer (dispose).
+        self._commit_timings = Timings()
+        self._checkpoint_timings = Timings()
         # PostgreSQL: the hot functions on raw asyncpg connections (store/pghot.py).
         self._hot: HotPool | None = None
         if self.is_sqlite:
@@ -322,7 +328,9 @@ class Database:
         if self._direct:
             if self._writer is None:
                 assert self._sync_engine is not None
-                self._writer = _Writer(self._sync_engine)
+                self._writer = _Writer(
+                    self._sync_engine, self._commit_timings, self._checkpoint_timings
+                )
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[T] = loop.create_future()
             self._writer.submit(fn, args, fut, loop)
@@ -360,6 +368,19 @@ class Database:
             return 0, 0, 0
         return w.batches, w.jobs, w._queue.qsize()
 
+    def writer_stats(self) -> WriterStats | None:
+        """The SQLite group-commit writer's jobs and durations (``WriterStats``);
+        None where there is no such writer (PostgreSQL, an in-memory SQLite URL)."""
+        if not self._direct:
+            return None
+        w = self._writer
+        return WriterStats(
+            w.jobs if w is not None else 0,
+            TIMING_BOUNDS,
+            self._commit_timings.snapshot(),
+            self._checkpoint_timings.snapshot(),
+        )
+
     async def dispose(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -382,6 +403,46 @@ class Database:
 
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class Timings:
+    """Durations counted by bucket of ``TIMING_BOUNDS`` (a value goes to the first bound it
+    is less than or equal to; the last count is over every bound) and their sum: kept by
+    the writer thread, read by the event loop's (``/metrics``), so under a lock."""
+
+    __slots__ = ("_counts", "_sum", "_lock")
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(TIMING_BOUNDS) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        i = bisect_left(TIMING_BOUNDS, seconds)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += seconds
+
+    def snapshot(self) -> tuple[tuple[int, ...], float]:
+        """(the count of each bucket, not cumulative, then the count over every bound; the
+        sum of the durations)."""
+        with self._lock:
+            return tuple(self._counts), self._sum
+
+
+class WriterStats(NamedTuple):
+    """What the SQLite group-commit writer has done since it started (one per process).
+
+    ``commits``: the wall time of each batch's transaction, ``BEGIN IMMEDIATE`` to the
+    return of its ``COMMIT`` — the statements of every job in it and the fsync of the WAL
+    (``synchronous=FULL``): what every write request in the batch waited for at least.
+    ``checkpoints``: the writer's own WAL checkpoints (``_Writer._checkpoint``), during
+    which no batch is written. Each is ``Timings.snapshot()``; ``bounds`` their buckets."""
+
+    jobs: int
+    bounds: tuple[float, ...]
+    commits: tuple[tuple[int, ...], float]
+    checkpoints: tuple[tuple[int, ...], float]
 
 
 class _Writer:
@@ -412,12 +473,22 @@ class _Writer:
     first and the event loop works on the next requests during the checkpoint. SQLite's own
     stays on at ``WRITER_AUTOCHECKPOINT`` pages, should this one fall behind."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        commits: Timings | None = None,
+        checkpoint_timings: Timings | None = None,
+    ) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0  # transactions committed or rolled back (for tests and metrics)
         self.jobs = 0
         self.checkpoints = 0  # WAL checkpoints run after a batch was answered
+        # How long each batch's transaction and each checkpoint took (wall time).
+        self.commit_timings = commits if commits is not None else Timings()
+        self.checkpoint_timings = (
+            checkpoint_timings if checkpoint_timings is not None else Timings()
+        )
         self.fill_waits = 0  # batches that waited to fill, and how many of them timed out
         self.fill_timeouts = 0
         self._filled = threading.Event()
@@ -525,7 +596,9 @@ class _Writer:
                     self._wait_to_fill(want)
                 batch = [first]
                 stop = self._take(batch)
+                started = time.perf_counter()
                 outcomes = _write_batch(conn, batch)
+                self.commit_timings.observe(time.perf_counter() - started)
                 self.batches += 1
                 self.jobs += len(batch)
                 self._note_load(len(batch) + self._queue.qsize())
@@ -545,9 +618,11 @@ class _Writer:
     def _checkpoint(self, raw: Any) -> None:
         """Copy the WAL's committed pages back into the database file (PASSIVE: it never
         waits for a reader or writer, and does what it can)."""
+        started = time.perf_counter()
         try:
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
+            self.checkpoint_timings.observe(time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - the next one, or SQLite's own, goes on
             log.warning("sqlite checkpoint failed: %s", type(exc).__name__)
 
