@@ -148,9 +148,11 @@ class Database:
         # mappable for that connection, see store/walindex.py).
         self._wal: tuple[Any, WalIndexHeader | None] | None = None
         self._writer: _Writer | None = None
-        # The writer's durations, kept here so that they outlive a writer (dispose).
+        # The writer's durations and the jobs of writers already stopped, kept here so that
+        # writer_stats() never goes back when a writer stops (dispose) and another starts.
         self._commit_timings = Timings()
         self._checkpoint_timings = Timings()
+        self._jobs_of_stopped = 0
         # PostgreSQL: the hot functions on raw asyncpg connections (store/pghot.py).
         self._hot: HotPool | None = None
         if self.is_sqlite:
@@ -375,7 +377,7 @@ class Database:
             return None
         w = self._writer
         return WriterStats(
-            w.jobs if w is not None else 0,
+            self._jobs_of_stopped + (w.jobs if w is not None else 0),
             TIMING_BOUNDS,
             self._commit_timings.snapshot(),
             self._checkpoint_timings.snapshot(),
@@ -385,6 +387,7 @@ class Database:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+            self._jobs_of_stopped += writer.jobs
         if self._reader is not None:
             self._reader.close()
             self._reader = None
