@@ -477,21 +477,17 @@ class _Writer:
     stays on at ``WRITER_AUTOCHECKPOINT`` pages, should this one fall behind."""
 
     def __init__(
-        self,
-        engine: Engine,
-        commits: Timings | None = None,
-        checkpoint_timings: Timings | None = None,
+        self, engine: Engine, commit_timings: Timings, checkpoint_timings: Timings
     ) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0  # transactions committed or rolled back (for tests and metrics)
         self.jobs = 0
         self.checkpoints = 0  # WAL checkpoints run after a batch was answered
-        # How long each batch's transaction and each checkpoint took (wall time).
-        self.commit_timings = commits if commits is not None else Timings()
-        self.checkpoint_timings = (
-            checkpoint_timings if checkpoint_timings is not None else Timings()
-        )
+        # How long each batch's transaction and each checkpoint took (wall time); the
+        # Database's, which outlive this writer.
+        self.commit_timings = commit_timings
+        self.checkpoint_timings = checkpoint_timings
         self.fill_waits = 0  # batches that waited to fill, and how many of them timed out
         self.fill_timeouts = 0
         self._filled = threading.Event()
